@@ -1,0 +1,65 @@
+"""The schema, assembled from each feature's Query and Mutation types."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.schema.config import StrawberryConfig
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache, ValidationCache
+from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
+
+from graph.errors import is_unexpected
+from graph.limits import max_aliases_rule, max_depth_rule
+from graph.operations.contacts import ContactMutation, ContactQuery
+from graph.permissions import RootFieldPermissions
+from graph.settings import Settings
+from graph.types.scalars import SCALARS
+
+SCHEMA_FILE = Path(__file__).with_name("schema.graphql")
+log = logging.getLogger("contactgraph")
+
+Query = merge_types("Query", (ContactQuery,))
+Mutation = merge_types("Mutation", (ContactMutation,))
+
+
+class ContactgraphSchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        # Client mistakes are answered, not logged; only failures get a traceback.
+        for error in errors:
+            if is_unexpected(error):
+                log.error("unexpected error in %s", error.path, exc_info=error.original_error)
+
+
+def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+    settings = settings or Settings()
+    rules = [max_depth_rule(settings.max_depth), max_aliases_rule(settings.max_aliases)]
+    # Factories: Strawberry builds fresh extensions per request; the parse and
+    # validation caches behind them are shared.
+    extensions: list[Any] = [
+        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+        lambda: ParserCache(maxsize=512),
+        lambda: AddValidationRules(rules),
+        lambda: ValidationCache(maxsize=512),
+        RootFieldPermissions,
+    ]
+    return ContactgraphSchema(
+        query=Query,
+        mutation=Mutation,
+        extensions=extensions,
+        config=StrawberryConfig(scalar_map=SCALARS),
+    )
+
+
+def printed_schema() -> str:
+    return str(build_schema()) + "\n"
+
+
+if __name__ == "__main__":
+    # python -m graph.schema  rewrites graph/schema.graphql from the code
+    SCHEMA_FILE.write_text(printed_schema())
+    print(f"wrote {SCHEMA_FILE}")

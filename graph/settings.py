@@ -1,0 +1,67 @@
+"""Settings read once from the environment; a bad value stops the process at start."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    mongodb_uri: str | None = None
+    database: str = "contactgraph"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = field(default_factory=lambda: Path(".contactgraph"))
+    smtp_url: str | None = None
+    mail_from: str = "contactgraph <no-reply@localhost>"
+    public_url: str | None = None
+    max_body_bytes: int = 1_000_000
+    max_depth: int = 10
+    max_aliases: int = 30
+    max_tokens: int = 5_000
+    form_rate_per_minute: int = 10
+    key_cache_seconds: int = 5
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+        env = dict(os.environ if env is None else env)
+        values: dict[str, object] = {
+            "mongodb_uri": env.get("MONGODB_URI") or None,
+            "database": env.get("CONTACTGRAPH_DATABASE") or "contactgraph",
+            "host": env.get("CONTACTGRAPH_HOST") or "127.0.0.1",
+            "port": _int(env, "CONTACTGRAPH_PORT", 8000, 0, 65535),
+            "data_dir": Path(env.get("CONTACTGRAPH_DATA_DIR") or ".contactgraph"),
+            "smtp_url": env.get("SMTP_URL") or None,
+            "mail_from": env.get("CONTACTGRAPH_MAIL_FROM") or "contactgraph <no-reply@localhost>",
+            "public_url": (env.get("CONTACTGRAPH_PUBLIC_URL") or "").rstrip("/") or None,
+            "form_rate_per_minute": _int(env, "CONTACTGRAPH_FORM_RATE", 10, 1, 100_000),
+            "key_cache_seconds": _int(env, "CONTACTGRAPH_KEY_CACHE_SECONDS", 5, 0, 3600),
+        }
+        if values["smtp_url"] and not str(values["smtp_url"]).startswith(("smtp://", "smtps://")):
+            raise SettingsError("SMTP_URL must start with smtp:// or smtps://")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def base_url(self) -> str:
+        """Where links in e-mail point; the bound address unless a public URL is set."""
+        return self.public_url or f"http://{self.host}:{self.port}"

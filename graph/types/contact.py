@@ -1,0 +1,137 @@
+"""The Contact type and its connection."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+from enum import Enum
+from typing import Any
+
+import strawberry
+
+from graph.types.common import Address, Money, PageInfo
+from graph.types.consent import Consent
+from graph.types.node import Node, encode_id
+from graph.types.scalars import DateTime
+from loaders.contact_search import display_name
+from loaders.contacts import count_contacts
+from loaders.keyset import Page
+from loaders.mongo import Database
+
+# Averages are shown to the cent, rounded half up as shops and spreadsheets do.
+_CENTS = Decimal("0.01")
+
+
+@strawberry.enum(description="Customer or lead.")
+class ContactKind(Enum):
+    CUSTOMER = strawberry.enum_value("CUSTOMER", description="Has at least one order (placed or draft) in the shop.")
+    LEAD = strawberry.enum_value("LEAD", description="Created by hand, by a contact form, or by the API; no order yet.")
+
+
+@strawberry.enum(description="How to order a list of contacts; ties are broken by id.")
+class ContactSortKey(Enum):
+    CREATED_AT = "CREATED_AT"
+    UPDATED_AT = "UPDATED_AT"
+    NAME = strawberry.enum_value("NAME", description="The display name, case-insensitive.")
+    EMAIL = "EMAIL"
+    LAST_ORDER_AT = strawberry.enum_value("LAST_ORDER_AT", description="Contacts without orders first (last when reversed).")
+    ORDER_COUNT = "ORDER_COUNT"
+    TOTAL_SPENT = "TOTAL_SPENT"
+
+
+@strawberry.type(description="A person the shop deals with: a customer or a lead.")
+class Contact(Node):
+    email: str = strawberry.field(description="The contact's fixed point: unique per shop, case-insensitive.")
+    first_name: str | None
+    last_name: str | None
+    display_name: str = strawberry.field(description='"First Last", else the email.')
+    phone: str | None = strawberry.field(description="E.164 when it can be parsed.")
+    company: str | None
+    kind: ContactKind
+    labels: list[str]
+    shipping_address: Address | None = strawberry.field(
+        description="Set by hand, or taken from the newest order that had something to ship."
+    )
+    billing_address: Address | None
+    has_account: bool = strawberry.field(description="The person has a customer account in the shop.")
+    details_locked: bool = strawberry.field(
+        description="Edited by hand: new orders no longer overwrite name, address and phone."
+    )
+    consent: Consent
+    order_count: int = strawberry.field(description="Placed orders; canceled and draft orders excluded.")
+    total_spent: Money = strawberry.field(
+        description="Sum of original order totals (shipping, tax, discounts included; refunds not subtracted)."
+    )
+    average_order_value: Money | None
+    first_order_at: DateTime | None = strawberry.field(description='"Customer since".')
+    last_order_at: DateTime | None
+    created_at: DateTime
+    updated_at: DateTime
+    doc: strawberry.Private[dict[str, Any]]
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any], currency: str | None) -> Contact:
+        count = doc.get("orderCount") or 0
+        spent = Money.of(doc.get("totalSpent"), currency)
+        average = None
+        if count:
+            average = Money(amount=(spent.amount / count).quantize(_CENTS, ROUND_HALF_UP), currency_code=spent.currency_code)
+        return cls(
+            id=strawberry.ID(encode_id("Contact", doc["_id"])),
+            email=doc["email"],
+            first_name=doc.get("firstName"),
+            last_name=doc.get("lastName"),
+            display_name=display_name(doc),
+            phone=doc.get("phone"),
+            company=doc.get("company"),
+            kind=ContactKind(doc["kind"]),
+            labels=doc.get("labels") or [],
+            shipping_address=Address.from_doc(doc.get("shippingAddress")),
+            billing_address=Address.from_doc(doc.get("billingAddress")),
+            has_account=bool(doc.get("hasAccount")),
+            details_locked=bool(doc.get("detailsLocked")),
+            consent=Consent.from_doc(doc.get("consent")),
+            order_count=count,
+            total_spent=spent,
+            average_order_value=average,
+            first_order_at=doc.get("firstOrderAt"),
+            last_order_at=doc.get("lastOrderAt"),
+            created_at=doc["createdAt"],
+            updated_at=doc["updatedAt"],
+            doc=doc,
+        )
+
+
+@strawberry.type
+class ContactEdge:
+    cursor: str
+    node: Contact
+
+
+@strawberry.type(description="A page of contacts.")
+class ContactConnection:
+    edges: list[ContactEdge]
+    nodes: list[Contact]
+    page_info: PageInfo
+    database: strawberry.Private[Database]
+    match: strawberry.Private[dict[str, Any]]
+
+    @strawberry.field(description="How many contacts match, over all pages; counted only when asked for.")
+    async def total_count(self) -> int:
+        return await count_contacts(self.database, self.match)
+
+    @classmethod
+    def from_page(cls, page: Page, currency: str | None, database: Database, match: dict[str, Any]) -> ContactConnection:
+        nodes = [Contact.from_doc(row, currency) for row in page.rows]
+        edges = [ContactEdge(cursor=page.cursor(row), node=node) for row, node in zip(page.rows, nodes, strict=True)]
+        return cls(
+            edges=edges,
+            nodes=nodes,
+            page_info=PageInfo(
+                has_next_page=page.has_next,
+                has_previous_page=page.has_previous,
+                start_cursor=edges[0].cursor if edges else None,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+            database=database,
+            match=match,
+        )

@@ -1,0 +1,144 @@
+"""Reads of contacts: by id, by email, and filtered, sorted pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from bson import Decimal128, ObjectId
+from strawberry.dataloader import DataLoader
+
+from loaders.contact_search import query_match
+from loaders.mongo import Database, Doc
+
+# The activity log and search terms are large and never needed for a list
+# row; the activity field reads them on its own when asked.
+LIST_PROJECTION = {"activity": 0, "searchTerms": 0}
+
+SORT_FIELDS = {
+    "CREATED_AT": "createdAt",
+    "UPDATED_AT": "updatedAt",
+    "NAME": "nameKey",
+    "EMAIL": "emailKey",
+    "LAST_ORDER_AT": "lastOrderAt",
+    "ORDER_COUNT": "orderCount",
+    "TOTAL_SPENT": "totalSpent",
+}
+
+
+@dataclass
+class ContactFilterSpec:
+    """A contact filter as plain values (the ContactFilter input, minus GraphQL)."""
+
+    kind: str | None = None
+    labels_any: list[str] | None = None
+    labels_all: list[str] | None = None
+    labels_none: list[str] | None = None
+    total_spent_min: Decimal | None = None
+    total_spent_max: Decimal | None = None
+    order_count_min: int | None = None
+    order_count_max: int | None = None
+    last_order_after: dt.datetime | None = None
+    last_order_before: dt.datetime | None = None
+    created_after: dt.datetime | None = None
+    created_before: dt.datetime | None = None
+    marketing_state: str | None = None
+    has_account: bool | None = None
+    # Further conditions (a saved segment's) combined with AND.
+    extra: list[dict[str, Any]] = field(default_factory=list)
+
+
+def label_key(name: str) -> str:
+    return " ".join(name.split()).casefold()
+
+
+def _range(conditions: dict[str, Any], name: str, low: Any, high: Any, *, strict: bool) -> None:
+    bounds: dict[str, Any] = {}
+    if low is not None:
+        bounds["$gt" if strict else "$gte"] = low
+    if high is not None:
+        bounds["$lt" if strict else "$lte"] = high
+    if bounds:
+        conditions[name] = bounds
+
+
+def contact_match(shop_id: str, text: str | None = None, spec: ContactFilterSpec | None = None) -> Doc:
+    """The MongoDB condition for a shop's contacts matching a query and a filter.
+
+    Every value is placed under an explicit operator, so a client string can
+    never become an operator itself.
+    """
+    match: Doc = {"shopId": shop_id}
+    extra: list[Doc] = []
+    if text:
+        words = query_match(text)
+        if words:
+            extra.append(words)
+    if spec is not None:
+        if spec.kind is not None:
+            match["kind"] = {"$eq": spec.kind}
+        labels: Doc = {}
+        if spec.labels_any:
+            labels["$in"] = [label_key(x) for x in spec.labels_any]
+        if spec.labels_all:
+            labels["$all"] = [label_key(x) for x in spec.labels_all]
+        if spec.labels_none:
+            labels["$nin"] = [label_key(x) for x in spec.labels_none]
+        if labels:
+            match["labelKeys"] = labels
+        _range(
+            match,
+            "totalSpent",
+            None if spec.total_spent_min is None else Decimal128(spec.total_spent_min),
+            None if spec.total_spent_max is None else Decimal128(spec.total_spent_max),
+            strict=False,
+        )
+        _range(match, "orderCount", spec.order_count_min, spec.order_count_max, strict=False)
+        _range(match, "lastOrderAt", spec.last_order_after, spec.last_order_before, strict=True)
+        _range(match, "createdAt", spec.created_after, spec.created_before, strict=True)
+        if spec.marketing_state is not None:
+            if spec.marketing_state == "NOT_SUBSCRIBED":
+                match["consent.state"] = {"$in": ["NOT_SUBSCRIBED", None]}
+            else:
+                match["consent.state"] = {"$eq": spec.marketing_state}
+        if spec.has_account is not None:
+            match["hasAccount"] = {"$eq": spec.has_account}
+        extra.extend(spec.extra)
+    if extra:
+        return {"$and": [match, *extra]}
+    return match
+
+
+async def _by_ids(database: Database, shop_id: str, ids: Sequence[ObjectId]) -> list[Doc | None]:
+    rows = await database.contacts.find(
+        {"shopId": shop_id, "_id": {"$in": list(ids)}}, LIST_PROJECTION
+    ).to_list()
+    found = {row["_id"]: row for row in rows}
+    return [found.get(i) for i in ids]
+
+
+class ContactByIdLoader(DataLoader[ObjectId, Doc | None]):
+    def __init__(self, database: Database, shop_id: str) -> None:
+        async def load(ids: list[ObjectId]) -> list[Doc | None]:
+            return await _by_ids(database, shop_id, ids)
+
+        super().__init__(load_fn=load)
+
+
+class ContactByEmailKeyLoader(DataLoader[str, Doc | None]):
+    def __init__(self, database: Database, shop_id: str) -> None:
+        async def load(keys: list[str]) -> list[Doc | None]:
+            rows = await database.contacts.find(
+                {"shopId": shop_id, "emailKey": {"$in": list(keys)}}, LIST_PROJECTION
+            ).to_list()
+            found = {row["emailKey"]: row for row in rows}
+            return [found.get(k) for k in keys]
+
+        super().__init__(load_fn=load)
+
+
+async def count_contacts(database: Database, match: Doc) -> int:
+    return await database.contacts.count_documents(match)

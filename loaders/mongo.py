@@ -1,0 +1,139 @@
+"""The MongoDB client, the collections, and the indexes every query relies on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+Doc = dict[str, Any]
+
+
+def connect(uri: str, **options: Any) -> AsyncMongoClient[Doc]:
+    # tz_aware: every datetime read back is UTC-aware, as the API promises.
+    return AsyncMongoClient(uri, tz_aware=True, **options)
+
+
+@dataclass(frozen=True)
+class Database:
+    """The collections contactgraph uses, by name, on one database handle."""
+
+    db: AsyncDatabase[Doc]
+
+    @property
+    def client(self) -> AsyncMongoClient[Doc]:
+        return self.db.client
+
+    @property
+    def shops(self) -> AsyncCollection[Doc]:
+        return self.db["shops"]
+
+    @property
+    def api_keys(self) -> AsyncCollection[Doc]:
+        return self.db["api_keys"]
+
+    @property
+    def contacts(self) -> AsyncCollection[Doc]:
+        return self.db["contacts"]
+
+    @property
+    def orders(self) -> AsyncCollection[Doc]:
+        return self.db["orders"]
+
+    @property
+    def labels(self) -> AsyncCollection[Doc]:
+        return self.db["labels"]
+
+    @property
+    def segments(self) -> AsyncCollection[Doc]:
+        return self.db["segments"]
+
+    @property
+    def messages(self) -> AsyncCollection[Doc]:
+        return self.db["messages"]
+
+    @property
+    def activity_archive(self) -> AsyncCollection[Doc]:
+        return self.db["activity_archive"]
+
+    @property
+    def rate_limits(self) -> AsyncCollection[Doc]:
+        return self.db["rate_limits"]
+
+
+COLLECTIONS = (
+    "shops",
+    "api_keys",
+    "contacts",
+    "orders",
+    "labels",
+    "segments",
+    "messages",
+    "activity_archive",
+    "rate_limits",
+)
+
+# Sort fields of the contact list; each gets (shopId, field, _id) so a sorted
+# page is an index walk on real MongoDB.
+CONTACT_SORT_FIELDS = (
+    "createdAt",
+    "updatedAt",
+    "nameKey",
+    "emailKey",
+    "lastOrderAt",
+    "orderCount",
+    "totalSpent",
+)
+
+INDEXES: dict[str, list[IndexModel]] = {
+    # Keys are looked up by their hash before the shop is known: the one
+    # index that cannot start with shopId.
+    "api_keys": [
+        IndexModel([("hash", ASCENDING)], unique=True),
+        IndexModel([("shopId", ASCENDING), ("createdAt", ASCENDING)]),
+    ],
+    "contacts": [
+        IndexModel([("shopId", ASCENDING), ("emailKey", ASCENDING)], unique=True),
+        *[
+            IndexModel([("shopId", ASCENDING), (field, ASCENDING), ("_id", ASCENDING)])
+            for field in CONTACT_SORT_FIELDS
+            if field != "emailKey"
+        ],
+        IndexModel([("shopId", ASCENDING), ("searchTerms", ASCENDING)]),
+        IndexModel([("shopId", ASCENDING), ("labelKeys", ASCENDING)]),
+        IndexModel([("shopId", ASCENDING), ("kind", ASCENDING), ("createdAt", DESCENDING)]),
+        IndexModel([("shopId", ASCENDING), ("phone", ASCENDING)], sparse=True),
+    ],
+    "orders": [
+        IndexModel([("shopId", ASCENDING), ("externalId", ASCENDING)], unique=True, sparse=True),
+        IndexModel(
+            [
+                ("shopId", ASCENDING),
+                ("contactId", ASCENDING),
+                ("placedAt", DESCENDING),
+                ("_id", DESCENDING),
+            ]
+        ),
+    ],
+    "labels": [IndexModel([("shopId", ASCENDING), ("key", ASCENDING)], unique=True)],
+    "segments": [IndexModel([("shopId", ASCENDING), ("name", ASCENDING)])],
+    "messages": [
+        IndexModel([("shopId", ASCENDING), ("contactId", ASCENDING), ("createdAt", DESCENDING)]),
+        IndexModel([("status", ASCENDING), ("nextAttemptAt", ASCENDING)]),
+    ],
+    "activity_archive": [
+        IndexModel([("shopId", ASCENDING), ("contactId", ASCENDING), ("seq", DESCENDING)]),
+    ],
+    "rate_limits": [
+        IndexModel([("shopId", ASCENDING), ("key", ASCENDING), ("window", ASCENDING)], unique=True),
+        IndexModel([("expiresAt", ASCENDING)], expireAfterSeconds=0),
+    ],
+}
+
+
+async def ensure_indexes(database: Database) -> None:
+    for name, models in INDEXES.items():
+        await database.db[name].create_indexes(models)

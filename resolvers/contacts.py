@@ -1,0 +1,280 @@
+"""Contacts: create by hand, edit (which locks details), unlock, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from bson import Decimal128, ObjectId
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from loaders.contact_search import name_key, search_terms
+from loaders.contacts import label_key
+from loaders.mongo import Database, Doc
+from resolvers import activity
+from resolvers.errors import Problem, Refused, not_found, refuse
+from resolvers.labels import add_label_counts, normalize_labels, reserve_labels
+from resolvers.clock import now
+from resolvers.validation import COMPANY_MAX, NAME_MAX, Checker
+
+UNSET: Any = object()  # "not given", as opposed to None ("clear it")
+
+DETAIL_FIELDS = ("firstName", "lastName", "phone", "company", "shippingAddress", "billingAddress")
+
+
+@dataclass
+class ContactDetails:
+    """What a client sends to create or edit a contact; UNSET where it sent nothing."""
+
+    email: Any = UNSET
+    first_name: Any = UNSET
+    last_name: Any = UNSET
+    phone: Any = UNSET
+    company: Any = UNSET
+    shipping_address: Any = UNSET
+    billing_address: Any = UNSET
+    labels: Any = UNSET
+
+
+@dataclass
+class CheckedDetails:
+    set: dict[str, Any] = field(default_factory=dict)
+    email_key: str | None = None
+    labels: list[str] = field(default_factory=list)
+
+
+def check_details(details: ContactDetails, *, creating: bool) -> CheckedDetails:
+    """Validate every field the client sent; Refused with all problems at once."""
+    check = Checker()
+    out = CheckedDetails()
+    prefix = ("input",)
+    if details.email is not UNSET or creating:
+        email = None if details.email is UNSET else details.email
+        checked = check.email((*prefix, "email"), email, required=True)
+        if checked:
+            out.set["email"], out.email_key = checked
+    for name, key, limit in (
+        ("first_name", "firstName", NAME_MAX),
+        ("last_name", "lastName", NAME_MAX),
+        ("company", "company", COMPANY_MAX),
+    ):
+        value = getattr(details, name)
+        if value is not UNSET:
+            out.set[key] = check.text((*prefix, key), value, limit)
+    for name, key in (("shipping_address", "shippingAddress"), ("billing_address", "billingAddress")):
+        value = getattr(details, name)
+        if value is not UNSET:
+            out.set[key] = check.address((*prefix, key), value)
+    if details.phone is not UNSET:
+        region = _region(out.set.get("shippingAddress")) or _region(out.set.get("billingAddress"))
+        out.set["phone"] = check.phone((*prefix, "phone"), details.phone, region)
+    if details.labels is not UNSET and details.labels is not None:
+        if creating:
+            out.labels = normalize_labels(check, (*prefix, "labels"), details.labels)
+        else:
+            check.add((*prefix, "labels"), "Labels change with labelsAdd and labelsRemove.", "INVALID")
+    if not check.ok:
+        raise Refused(check.problems)
+    return out
+
+
+def _region(address: dict[str, Any] | None) -> str | None:
+    return (address or {}).get("countryCode")
+
+
+def derived_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    """Fields computed from a contact's details, kept in the document for sorting and search."""
+    return {"nameKey": name_key(doc), "searchTerms": search_terms(doc)}
+
+
+def new_contact(
+    shop_id: str,
+    email: str,
+    email_key: str,
+    kind: str,
+    details: dict[str, Any],
+    at: dt.datetime,
+    *,
+    labels: list[str] | None = None,
+    entries: list[dict[str, Any]] | None = None,
+) -> Doc:
+    labels = labels or []
+    log = sorted(entries or [], key=lambda e: (e["at"], e["_id"]), reverse=True)
+    doc: Doc = {
+        "_id": ObjectId(),
+        "shopId": shop_id,
+        "email": email,
+        "emailKey": email_key,
+        "firstName": None,
+        "lastName": None,
+        "phone": None,
+        "company": None,
+        "shippingAddress": None,
+        "billingAddress": None,
+        "kind": kind,
+        "labels": labels,
+        "labelKeys": [label_key(label) for label in labels],
+        "hasAccount": False,
+        "detailsLocked": False,
+        "consent": {"state": "NOT_SUBSCRIBED", "history": []},
+        "orderCount": 0,
+        "totalSpent": Decimal128("0"),
+        "firstOrderAt": None,
+        "lastOrderAt": None,
+        "createdAt": at,
+        "updatedAt": at,
+        "rev": 0,
+        "activity": log,
+        "activityCount": len(log),
+        "activityEmbedded": len(log),
+    }
+    doc.update(details)
+    doc.update(derived_fields(doc))
+    return doc
+
+
+async def create_contact(database: Database, shop_id: str, details: ContactDetails, author: str) -> Doc:
+    """A LEAD made by hand; only the email is required. TAKEN when the email is in use."""
+    checked = check_details(details, creating=True)
+    at = now()
+    email = checked.set.pop("email")
+    assert checked.email_key is not None
+    doc = new_contact(
+        shop_id,
+        email,
+        checked.email_key,
+        "LEAD",
+        checked.set,
+        at,
+        labels=checked.labels,
+        entries=[activity.entry("CONTACT_CREATED", author=author, at=at)],
+    )
+    # The unique index on (shopId, emailKey) decides; this look only spares
+    # reserving label slots for a create that is bound to fail.
+    if checked.labels and await database.contacts.count_documents(
+        {"shopId": shop_id, "emailKey": checked.email_key}, limit=1
+    ):
+        raise _taken()
+    created_labels = await reserve_labels(database, shop_id, checked.labels)
+    try:
+        await database.contacts.insert_one(doc)
+    except DuplicateKeyError:
+        await created_labels.release()
+        raise _taken() from None
+    await add_label_counts(database, shop_id, doc["labelKeys"], 1)
+    return doc
+
+
+def _taken() -> Refused:
+    return refuse(("input", "email"), "Another contact already has this email.", "TAKEN")
+
+
+async def update_details(
+    database: Database,
+    shop_id: str,
+    contact_id: ObjectId,
+    changes: dict[str, Any],
+    extra_update: dict[str, Any] | None = None,
+    *,
+    only_if_unlocked: bool = False,
+) -> Doc | None:
+    """Apply detail changes with a compare-and-set on `rev`, recomputing derived fields.
+
+    Derived fields (name sort key, search terms) depend on several details
+    at once, so the write carries the revision it was computed from and is
+    retried when another write got there first. None when the contact is gone.
+    """
+    for _ in range(20):
+        current = await database.contacts.find_one(
+            {"shopId": shop_id, "_id": contact_id}, {"activity": 0}
+        )
+        if current is None:
+            return None
+        merged = {**current, **changes}
+        conditions: Doc = {"shopId": shop_id, "_id": contact_id, "rev": current.get("rev", 0)}
+        if only_if_unlocked:
+            conditions["detailsLocked"] = {"$ne": True}
+        update = activity.merge_updates(
+            {"$set": {**changes, **derived_fields(merged), "updatedAt": now()}, "$inc": {"rev": 1}},
+            extra_update or {},
+        )
+        try:
+            result = await database.contacts.find_one_and_update(
+                conditions, update, projection={"activity": 0}, return_document=ReturnDocument.AFTER
+            )
+        except DuplicateKeyError:
+            raise _taken() from None
+        if result is not None:
+            return result
+        if only_if_unlocked and current.get("detailsLocked"):
+            return None
+        await asyncio.sleep(0)
+    raise RuntimeError("contact kept changing while it was being updated")
+
+
+async def edit_contact(
+    database: Database, shop_id: str, contact_id: ObjectId, details: ContactDetails, author: str
+) -> Doc:
+    """A manual edit: the details change and lock, so later orders no longer overwrite them."""
+    checked = check_details(details, creating=False)
+    changes = dict(checked.set)
+    if checked.email_key is not None:
+        changes["emailKey"] = checked.email_key
+    changes["detailsLocked"] = True
+    log = activity.push([activity.entry("DETAILS_UPDATED", author=author)])
+    doc = await update_details(database, shop_id, contact_id, changes, log)
+    if doc is None:
+        raise not_found(("id",))
+    return doc
+
+
+async def unlock_contact(database: Database, shop_id: str, contact_id: ObjectId) -> Doc:
+    doc = await database.contacts.find_one_and_update(
+        {"shopId": shop_id, "_id": contact_id},
+        {"$set": {"detailsLocked": False, "updatedAt": now()}},
+        projection={"activity": 0},
+        return_document=ReturnDocument.AFTER,
+    )
+    if doc is None:
+        raise not_found(("id",))
+    return doc
+
+
+async def delete_contacts(
+    database: Database, shop_id: str, ids: list[tuple[int, ObjectId | None]]
+) -> tuple[list[ObjectId], list[Problem]]:
+    """Delete the contacts that exist; report the others as NOT_FOUND without stopping.
+
+    Orders stay for the books, unlinked from the person.
+    """
+    wanted = [oid for _, oid in ids if oid is not None]
+    found = await database.contacts.find(
+        {"shopId": shop_id, "_id": {"$in": wanted}}, {"_id": 1, "labelKeys": 1}
+    ).to_list()
+    found_ids = {doc["_id"] for doc in found}
+    problems = [
+        Problem(("ids", index), "Contact not found.", "NOT_FOUND")
+        for index, oid in ids
+        if oid is None or oid not in found_ids
+    ]
+    deleted: list[ObjectId] = []
+    for doc in found:
+        # One by one: the label counts must drop only for a contact this call really deleted.
+        result = await database.contacts.delete_one({"shopId": shop_id, "_id": doc["_id"]})
+        if result.deleted_count:
+            deleted.append(doc["_id"])
+            await add_label_counts(database, shop_id, doc.get("labelKeys", []), -1)
+    gone = set(deleted)
+    for index, oid in ids:
+        if oid in found_ids and oid not in gone:
+            problems.append(Problem(("ids", index), "Contact not found.", "NOT_FOUND"))
+    if deleted:
+        await database.orders.update_many(
+            {"shopId": shop_id, "contactId": {"$in": deleted}}, {"$set": {"contactId": None}}
+        )
+        await database.activity_archive.delete_many({"shopId": shop_id, "contactId": {"$in": deleted}})
+    ordered = [oid for _, oid in ids if oid in gone]
+    return list(dict.fromkeys(ordered)), problems

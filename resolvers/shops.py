@@ -1,0 +1,152 @@
+"""Shops and their API keys: who may call, in which shop, with which role."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from pymongo.errors import DuplicateKeyError
+
+from loaders.mongo import Database
+from resolvers.clock import now
+
+
+class Role(str, Enum):
+    ADMIN = "ADMIN"
+    STAFF = "STAFF"
+    READER = "READER"
+    INGEST = "INGEST"
+    PUBLIC = "PUBLIC"
+
+
+@dataclass(frozen=True)
+class Shop:
+    id: str
+    name: str
+    currency: str | None
+    webhook_secret: str
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Shop:
+        return cls(
+            id=doc["_id"],
+            name=doc.get("name") or doc["_id"],
+            currency=doc.get("currency"),
+            webhook_secret=doc.get("webhookSecret", ""),
+        )
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: ObjectId
+    shop_id: str
+    role: Role
+    name: str
+
+
+class ShopError(ValueError):
+    pass
+
+
+SHOP_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+CURRENCY = re.compile(r"[A-Z]{3}")
+
+
+def hash_key(raw_key: str) -> str:
+    # Keys are 256-bit random strings, so a plain SHA-256 is enough: there is
+    # nothing to brute-force that a slow password hash would protect.
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+async def ensure_shop(
+    database: Database, shop_id: str, name: str | None = None, currency: str | None = None
+) -> tuple[Shop, bool]:
+    """The shop, created when missing; (shop, created)."""
+    if not SHOP_ID.fullmatch(shop_id):
+        raise ShopError("A shop id is 1-63 lower-case letters, digits, '-' or '_'.")
+    if currency is not None and not CURRENCY.fullmatch(currency):
+        raise ShopError("A currency is a three-letter ISO 4217 code such as EUR.")
+    doc = {
+        "_id": shop_id,
+        "name": name or shop_id,
+        "currency": currency,
+        "webhookSecret": secrets.token_hex(32),
+        "labelCount": 0,
+        "createdAt": now(),
+    }
+    try:
+        await database.shops.insert_one(doc)
+        return Shop.from_doc(doc), True
+    except DuplicateKeyError:
+        existing = await database.shops.find_one({"_id": shop_id})
+        assert existing is not None
+        return Shop.from_doc(existing), False
+
+
+async def get_shop(database: Database, shop_id: str) -> Shop | None:
+    doc = await database.shops.find_one({"_id": shop_id})
+    return Shop.from_doc(doc) if doc else None
+
+
+async def rotate_webhook_secret(database: Database, shop_id: str) -> str:
+    secret = secrets.token_hex(32)
+    result = await database.shops.update_one({"_id": shop_id}, {"$set": {"webhookSecret": secret}})
+    if result.matched_count == 0:
+        raise ShopError(f"No shop {shop_id!r}.")
+    return secret
+
+
+async def create_key(database: Database, shop_id: str, role: Role, name: str) -> tuple[ApiKey, str]:
+    """A new key; the raw key is returned once and only its hash is stored."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise ShopError("A key's name is 1-100 characters: it signs notes and consent changes.")
+    if await database.shops.count_documents({"_id": shop_id}, limit=1) == 0:
+        raise ShopError(f"No shop {shop_id!r}.")
+    raw = f"cg_{role.value.lower()}_{secrets.token_urlsafe(32)}"
+    doc = {
+        "_id": ObjectId(),
+        "shopId": shop_id,
+        "role": role.value,
+        "name": name,
+        "hash": hash_key(raw),
+        "prefix": raw[:12],
+        "createdAt": now(),
+        "revokedAt": None,
+    }
+    await database.api_keys.insert_one(doc)
+    return ApiKey(doc["_id"], shop_id, role, name), raw
+
+
+async def list_keys(database: Database, shop_id: str) -> list[dict[str, Any]]:
+    return await database.api_keys.find(
+        {"shopId": shop_id}, {"hash": 0}, sort=[("createdAt", 1)]
+    ).to_list()
+
+
+async def revoke_key(database: Database, key_id: str) -> bool:
+    try:
+        oid = ObjectId(key_id)
+    except (InvalidId, TypeError):
+        return False
+    result = await database.api_keys.update_one(
+        {"_id": oid, "revokedAt": None}, {"$set": {"revokedAt": now()}}
+    )
+    return result.modified_count == 1
+
+
+async def find_key(database: Database, raw_key: str) -> tuple[ApiKey, Shop] | None:
+    """The live key and its shop for a raw key; None when unknown or revoked."""
+    doc = await database.api_keys.find_one({"hash": hash_key(raw_key), "revokedAt": None})
+    if doc is None:
+        return None
+    shop = await get_shop(database, doc["shopId"])
+    if shop is None:
+        return None
+    return ApiKey(doc["_id"], doc["shopId"], Role(doc["role"]), doc["name"]), shop

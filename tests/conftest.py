@@ -1,0 +1,160 @@
+"""A real MongoDB wire-protocol server for the whole session, clean collections for every test.
+
+The embedded SecantusDB server (in memory) is started unless MONGODB_URI
+points at a MongoDB, in which case a database of its own is used and
+dropped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from pymongo import monitoring
+from starlette.applications import Starlette
+
+from graph.app import create_app
+from graph.embedded import EmbeddedServer
+from graph.settings import Settings
+from loaders.mongo import COLLECTIONS, Database
+from resolvers.shops import Role, create_key, ensure_shop
+
+SHOP = "test-shop"
+OTHER_SHOP = "other-shop"
+
+
+class CommandCounter(monitoring.CommandListener):
+    """Counts the commands the app sends, by name; tests reset it around what they measure."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.enabled = True
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if self.enabled and event.command_name not in {"hello", "ismaster", "endSessions", "ping"}:
+            self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+    def reset(self) -> None:
+        self.names.clear()
+
+    @property
+    def count(self) -> int:
+        return len(self.names)
+
+
+@pytest.fixture(scope="session")
+def mongodb_uri() -> Iterator[str]:
+    if os.environ.get("MONGODB_URI"):
+        yield os.environ["MONGODB_URI"]
+        return
+    with EmbeddedServer(":memory:") as server:
+        yield server.uri
+
+
+@pytest.fixture(scope="session")
+def settings(mongodb_uri: str) -> Settings:
+    return Settings(
+        mongodb_uri=mongodb_uri,
+        database=f"contactgraph_test_{os.getpid()}",
+        key_cache_seconds=0,
+        port=8765,
+    )
+
+
+@pytest.fixture(scope="session")
+def commands() -> CommandCounter:
+    return CommandCounter()
+
+
+@dataclass
+class Served:
+    app: Starlette  # for its state
+    asgi: Any  # what to send requests to: the app inside its running lifespan
+
+
+@pytest.fixture(scope="session")
+async def served(settings: Settings, commands: CommandCounter) -> AsyncIterator[Served]:
+    monitoring.register(commands)
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        yield Served(app, manager.app)
+        if os.environ.get("MONGODB_URI"):
+            await app.state.database.client.drop_database(settings.database)
+
+
+@pytest.fixture
+async def database(served: Served) -> AsyncIterator[Database]:
+    database: Database = served.app.state.database
+    for name in COLLECTIONS:
+        await database.db[name].delete_many({})
+    served.app.state.key_cache.forget()
+    yield database
+
+
+class Api:
+    """Posts GraphQL to the app as one key; `gql` returns the whole JSON response."""
+
+    def __init__(self, client: httpx.AsyncClient, key: str | None) -> None:
+        self.client = client
+        self.key = key
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"} if self.key else {}
+
+    async def gql(self, query: str, variables: dict | None = None, **kwargs: object) -> dict:
+        response = await self.client.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=self.headers()
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def data(self, query: str, variables: dict | None = None) -> dict:
+        """The data of a call that must succeed without GraphQL errors."""
+        body = await self.gql(query, variables)
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+
+
+@pytest.fixture
+async def http(served: Served) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=served.asgi)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+
+
+@pytest.fixture
+async def keys(database: Database) -> dict[str, str]:
+    """A key of every role in SHOP, plus an ADMIN key of OTHER_SHOP."""
+    await ensure_shop(database, SHOP, currency=None)
+    await ensure_shop(database, OTHER_SHOP)
+    made = {}
+    for role in Role:
+        _, raw = await create_key(database, SHOP, role, f"{role.value.title()} Person")
+        made[role.value] = raw
+    _, made["OTHER"] = await create_key(database, OTHER_SHOP, Role.ADMIN, "Other Admin")
+    return made
+
+
+@pytest.fixture
+def api(http: httpx.AsyncClient, keys: dict[str, str]) -> Api:
+    return Api(http, keys["ADMIN"])
+
+
+@pytest.fixture
+def as_role(http: httpx.AsyncClient, keys: dict[str, str]):  # type: ignore[no-untyped-def]
+    def make(role: str) -> Api:
+        return Api(http, keys[role])
+
+    return make
+
