@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from cross_web import HTTPException  # what Strawberry's views raise for transport problems
 from graphql import ExecutionResult
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -17,13 +19,17 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
 
 from graph.auth import KeyCache, bearer_token
 from graph.context import Context
-from graph.errors import format_error
+from graph.csv_export import export_contacts
+from graph.errors import MASKED_MESSAGE, format_error
 from graph.schema import build_schema
 from graph.settings import Settings
+from graph.webhooks import order_webhook
+from loaders.activity_feed import ActivityFeed
 from loaders.container import Loaders
 from loaders.mongo import Database, connect, ensure_indexes
 
@@ -80,6 +86,22 @@ class BodyTooLarge(Exception):
     pass
 
 
+@dataclass
+class SocketContext(Context):
+    """A WebSocket's context: the key arrives later, in the connection_init payload."""
+
+    connection_params: dict[str, Any] = field(default_factory=dict)
+
+
+def _socket_token(params: dict[str, Any]) -> str | None:
+    """The key from `{"authorization": "Bearer <key>"}` (any letter case), or `{"apiKey": "<key>"}`."""
+    for name, value in params.items():
+        if isinstance(value, str) and name.lower() == "authorization":
+            return bearer_token(value)
+    key = params.get("apiKey")
+    return bearer_token(f"Bearer {key}") if isinstance(key, str) else None
+
+
 class ContactgraphGraphQL(GraphQL):
     """Strawberry's ASGI view with our context, error format and a faster JSON encoder."""
 
@@ -88,8 +110,11 @@ class ContactgraphGraphQL(GraphQL):
         self.settings = settings
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:  # type: ignore[override]
-        key, shop = request.state.auth
         database: Database = request.app.state.database
+        if isinstance(request, WebSocket):
+            # Filled in by on_ws_connect; nothing executes before it accepts.
+            return SocketContext(request, response, database, self.settings, None, None, None)  # type: ignore[arg-type]
+        key, shop = request.state.auth
         return Context(
             request=request,
             response=response,
@@ -99,6 +124,19 @@ class ContactgraphGraphQL(GraphQL):
             shop=shop,
             loaders=Loaders(database, shop.id),
         )
+
+    async def on_ws_connect(self, context: Context) -> Any:  # type: ignore[override]
+        """Authenticates a WebSocket by the key in its connection_init payload (close 4403 if bad)."""
+        params = getattr(context, "connection_params", None) or {}
+        token = _socket_token(params) if isinstance(params, dict) else None
+        request = context.request
+        found = await authenticate_token(request, token) if token else None
+        if found is None:
+            raise ConnectionRejectionError({"message": "A valid API key is required in the connection_init payload."})
+        request.state.auth = found
+        context.key, context.shop = found
+        context.loaders = Loaders(context.database, context.shop.id)
+        return await super().on_ws_connect(context)
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:  # type: ignore[override]
         data: GraphQLHTTPResponse = {"data": result.data}
@@ -110,6 +148,29 @@ class ContactgraphGraphQL(GraphQL):
 
     def encode_json(self, data: object) -> bytes:  # type: ignore[override]
         return orjson.dumps(data)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        # Strawberry answers transport problems (a body that is not JSON, no
+        # query, a mutation over GET) in plain text; clients get JSON with a code.
+        request = Request(scope, receive)
+        try:
+            response: Response = await self.run(request)
+        except HTTPException as err:
+            response = transport_problem(request, err.status_code, err.reason)
+        await response(scope, receive, send)
+
+
+def transport_problem(request: Request, status: int, reason: str) -> JSONBody:
+    get_mutation = reason.lower().startswith("mutations are not allowed")
+    if request.method == "GET" and status == 400 and get_mutation:
+        # GraphQL over HTTP: a mutation over GET is 405, so no cache or crawler ever repeats one.
+        response = problem(405, "Mutations must be sent with POST.", "METHOD_NOT_ALLOWED")
+        response.headers["Allow"] = "POST"
+        return response
+    return problem(status, reason, "BAD_REQUEST" if status == 400 else f"HTTP_{status}")
 
 
 def _wants_ide(request: Request) -> bool:
@@ -142,6 +203,10 @@ async def authenticate(request: Request) -> Any:
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
         return None
+    return await authenticate_token(request, token)
+
+
+async def authenticate_token(request: Request | WebSocket, token: str) -> Any:
     cache: KeyCache = request.app.state.key_cache
     return await cache.lookup(request.app.state.database, token)
 
@@ -150,6 +215,13 @@ def unauthorized() -> JSONBody:
     response = problem(401, "A valid API key is required: Authorization: Bearer <key>.", "UNAUTHENTICATED")
     response.headers["WWW-Authenticate"] = "Bearer"
     return response
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    # Outside GraphQL execution (e.g. the key look-up while MongoDB is away).
+    # Starlette re-raises after this answer so the server logs the traceback;
+    # the client learns nothing of it.
+    return problem(500, MASKED_MESSAGE, "INTERNAL_SERVER_ERROR")
 
 
 async def healthz(request: Request) -> Response:
@@ -177,17 +249,23 @@ def create_app(settings: Settings) -> Starlette:
         app.state.database = database
         app.state.settings = settings
         app.state.key_cache = KeyCache(settings.key_cache_seconds)
+        app.state.activity_feed = ActivityFeed(database)
         try:
             yield
         finally:
+            await app.state.activity_feed.close()
             await client.close()
 
     routes = [
         Route("/graphql", endpoint, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", endpoint),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/exports/contacts.csv", export_contacts, methods=["GET"]),
+        Route("/webhooks/orders", order_webhook(schema, settings), methods=["POST"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={Exception: internal_error}
+    )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 

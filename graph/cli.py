@@ -1,4 +1,4 @@
-"""The `contactgraph` command: serve, keys, shops, seed."""
+"""The `contactgraph` command: serve, keys, shops, seed, export, import."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from graph import csv_commands
 from graph.embedded import EmbeddedServer, database_uri, forget_running, record_running
 from graph.settings import Settings, SettingsError
 from loaders.mongo import Database, connect, ensure_indexes
@@ -217,6 +218,7 @@ def parser() -> argparse.ArgumentParser:
     seed_cmd.add_argument("--shop", default=DEMO_SHOP)
     seed_cmd.add_argument("--contacts", type=int, required=True)
     seed_cmd.add_argument("--orders-per-contact", type=int, default=0)
+    csv_commands.add_parsers(commands, DEMO_SHOP)
     return top
 
 
@@ -247,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
             return keys_revoke(settings, args.key_id)
         if args.command == "shops":
             return shops_webhook_secret(settings, args.shop, args.rotate)
+        if args.command in ("export", "import"):
+            return csv_commands.run(settings, args, _with_database)
         if args.command == "seed":
             if args.contacts < 0 or args.orders_per_contact < 0:
                 print("contactgraph: counts must not be negative", file=sys.stderr)

@@ -48,6 +48,10 @@ def _code_for(error: GraphQLError) -> tuple[str, str]:
     if is_unexpected(error):
         return "INTERNAL_SERVER_ERROR", MASKED_MESSAGE
     message = error.message
+    if message == "Validation aborted.":
+        # graphql-core's own guard against documents too costly to validate
+        # (e.g. thousands of overlapping fields): a limit, like tokens and depth.
+        return "QUERY_TOO_COMPLEX", "The query is too complex to check; ask for fewer fields."
     if message.startswith("Syntax Error"):
         if "tokens" in message:
             return "QUERY_TOO_COMPLEX", message

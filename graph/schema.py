@@ -13,9 +13,19 @@ from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCa
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from graph.attribute_resolvers import use_attribute_resolvers
 from graph.errors import is_unexpected
 from graph.limits import max_aliases_rule, max_depth_rule
+from graph.operations.activity import ActivityMutation, ActivitySubscription
+from graph.operations.consent import ConsentMutation
 from graph.operations.contacts import ContactMutation, ContactQuery
+from graph.operations.forms import FormMutation
+from graph.operations.labels import LabelMutation, LabelQuery
+from graph.operations.merging import MergeMutation, MergeQuery
+from graph.operations.orders import OrderMutation, OrderQuery
+from graph.operations.privacy import PrivacyMutation, PrivacyQuery
+from graph.operations.reporting import ReportingQuery
+from graph.operations.segments import SegmentMutation, SegmentQuery
 from graph.permissions import RootFieldPermissions
 from graph.settings import Settings
 from graph.types.scalars import SCALARS
@@ -23,8 +33,24 @@ from graph.types.scalars import SCALARS
 SCHEMA_FILE = Path(__file__).with_name("schema.graphql")
 log = logging.getLogger("contactgraph")
 
-Query = merge_types("Query", (ContactQuery,))
-Mutation = merge_types("Mutation", (ContactMutation,))
+Query = merge_types(
+    "Query", (ContactQuery, SegmentQuery, OrderQuery, ReportingQuery, MergeQuery, PrivacyQuery, LabelQuery)
+)
+Mutation = merge_types(
+    "Mutation",
+    (
+        ContactMutation,
+        SegmentMutation,
+        OrderMutation,
+        FormMutation,
+        ActivityMutation,
+        MergeMutation,
+        PrivacyMutation,
+        LabelMutation,
+        ConsentMutation,
+    ),
+)
+Subscription = merge_types("Subscription", (ActivitySubscription,))
 
 
 class ContactgraphSchema(strawberry.Schema):
@@ -47,12 +73,15 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: ValidationCache(maxsize=512),
         RootFieldPermissions,
     ]
-    return ContactgraphSchema(
+    schema = ContactgraphSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         extensions=extensions,
         config=StrawberryConfig(scalar_map=SCALARS),
     )
+    use_attribute_resolvers(schema)
+    return schema
 
 
 def printed_schema() -> str:

@@ -55,12 +55,20 @@ def label_key(name: str) -> str:
     return " ".join(name.split()).casefold()
 
 
-def _range(conditions: dict[str, Any], name: str, low: Any, high: Any, *, strict: bool) -> None:
+def _range(
+    conditions: dict[str, Any], extra: list[Doc], name: str, low: Any, high: Any, *, strict: bool
+) -> None:
     bounds: dict[str, Any] = {}
     if low is not None:
         bounds["$gt" if strict else "$gte"] = low
     if high is not None:
-        bounds["$lt" if strict else "$lte"] = high
+        if strict:
+            bounds["$lt"] = high
+        else:
+            # "below or equal" as `$lt` OR `$eq`: the embedded server drops the
+            # upper end of a `$lte` it answers from a (shopId, field, _id) index,
+            # which would lose every contact exactly at the bound.
+            extra.append({"$or": [{name: {"$lt": high}}, {name: {"$eq": high}}]})
     if bounds:
         conditions[name] = bounds
 
@@ -91,14 +99,15 @@ def contact_match(shop_id: str, text: str | None = None, spec: ContactFilterSpec
             match["labelKeys"] = labels
         _range(
             match,
+            extra,
             "totalSpent",
             None if spec.total_spent_min is None else Decimal128(spec.total_spent_min),
             None if spec.total_spent_max is None else Decimal128(spec.total_spent_max),
             strict=False,
         )
-        _range(match, "orderCount", spec.order_count_min, spec.order_count_max, strict=False)
-        _range(match, "lastOrderAt", spec.last_order_after, spec.last_order_before, strict=True)
-        _range(match, "createdAt", spec.created_after, spec.created_before, strict=True)
+        _range(match, extra, "orderCount", spec.order_count_min, spec.order_count_max, strict=False)
+        _range(match, extra, "lastOrderAt", spec.last_order_after, spec.last_order_before, strict=True)
+        _range(match, extra, "createdAt", spec.created_after, spec.created_before, strict=True)
         if spec.marketing_state is not None:
             if spec.marketing_state == "NOT_SUBSCRIBED":
                 match["consent.state"] = {"$in": ["NOT_SUBSCRIBED", None]}

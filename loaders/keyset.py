@@ -52,6 +52,8 @@ def _untag(value: Any) -> Any:
         if "m" in value:
             return Decimal128(Decimal(value["m"]))
         raise BadCursor("unknown value in cursor")
+    if isinstance(value, list):
+        raise BadCursor("unknown value in cursor")
     return value
 
 
@@ -72,7 +74,8 @@ def decode_cursor(cursor: str, field: str) -> tuple[Any, ObjectId]:
         return _untag(value), ObjectId(oid)
     except BadCursor:
         raise
-    except (ValueError, TypeError, InvalidId, KeyError):
+    except (ValueError, TypeError, InvalidId, KeyError, ArithmeticError):
+        # ArithmeticError: decimal.InvalidOperation for a forged amount.
         raise BadCursor("Cursor is not valid.") from None
 
 
@@ -137,21 +140,45 @@ async def find_page(
     default_size: int = 50,
     projection: dict[str, Any] | None = None,
 ) -> Page:
-    """One `find` for a page of rows ordered by (field, _id)."""
+    """One `find` for a page of rows ordered by (field, _id).
+
+    `after` and `before` both bound the window whichever end the page is
+    taken from, so `first` with `before` (or `last` with `after`) is honoured
+    rather than silently ignored.
+    """
     size, backwards = page.size(default_size)
-    cursor_text = page.before if backwards else page.after
     direction = ascending != backwards  # walk the other way for `last/before`
-    query = dict(match)
-    if cursor_text is not None:
-        value, oid = decode_cursor(cursor_text, field)
-        query = {"$and": [match, _seek(field, value, oid, direction)]}
+    conditions = [match]
+    if page.after is not None:
+        value, oid = decode_cursor(page.after, field)
+        conditions.append(_seek(field, value, oid, ascending))
+    if page.before is not None:
+        value, oid = decode_cursor(page.before, field)
+        conditions.append(_seek(field, value, oid, not ascending))
+    query = match if len(conditions) == 1 else {"$and": conditions}
     order = 1 if direction else -1
+    # batch_size: the whole page (and the look-ahead row) in the first reply,
+    # so a page of 250 costs one command like a page of 5.
     rows = await collection.find(
-        query, projection, sort=[(field, order), ("_id", order)], limit=size + 1
+        query,
+        projection,
+        sort=[(field, order), ("_id", order)],
+        limit=size + 1,
+        batch_size=size + 1,
     ).to_list()
     more = len(rows) > size
     rows = rows[:size]
     if backwards:
         rows.reverse()
-        return Page(rows, has_next=page.before is not None, has_previous=more, field=field)
-    return Page(rows, has_next=more, has_previous=page.after is not None, field=field)
+        return Page(
+            rows,
+            has_next=page.before is not None,
+            has_previous=more or page.after is not None,
+            field=field,
+        )
+    return Page(
+        rows,
+        has_next=more or page.before is not None,
+        has_previous=page.after is not None,
+        field=field,
+    )

@@ -97,6 +97,9 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     "contacts": [
         IndexModel([("shopId", ASCENDING), ("emailKey", ASCENDING)], unique=True),
+        # By id within the shop: the embedded server does not use the _id index for
+        # {shopId, _id} and scans the collection (100 ms at 1,000 contacts) without this.
+        IndexModel([("shopId", ASCENDING), ("_id", ASCENDING)]),
         *[
             IndexModel([("shopId", ASCENDING), (field, ASCENDING), ("_id", ASCENDING)])
             for field in CONTACT_SORT_FIELDS
@@ -106,9 +109,18 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("shopId", ASCENDING), ("labelKeys", ASCENDING)]),
         IndexModel([("shopId", ASCENDING), ("kind", ASCENDING), ("createdAt", DESCENDING)]),
         IndexModel([("shopId", ASCENDING), ("phone", ASCENDING)], sparse=True),
+        IndexModel([("shopId", ASCENDING), ("emailCanon", ASCENDING)]),
+        # An activity entry by its id (node(id:)), wherever its contact is.
+        IndexModel([("shopId", ASCENDING), ("activity._id", ASCENDING)]),
     ],
     "orders": [
-        IndexModel([("shopId", ASCENDING), ("externalId", ASCENDING)], unique=True, sparse=True),
+        IndexModel([("shopId", ASCENDING), ("_id", ASCENDING)]),  # see contacts
+        # Drafts have no externalId: the uniqueness covers only orders that carry one.
+        IndexModel(
+            [("shopId", ASCENDING), ("externalId", ASCENDING)],
+            unique=True,
+            partialFilterExpression={"externalId": {"$type": "string"}},
+        ),
         IndexModel(
             [
                 ("shopId", ASCENDING),
@@ -119,13 +131,17 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
     ],
     "labels": [IndexModel([("shopId", ASCENDING), ("key", ASCENDING)], unique=True)],
-    "segments": [IndexModel([("shopId", ASCENDING), ("name", ASCENDING)])],
+    "segments": [IndexModel([("shopId", ASCENDING), ("nameKey", ASCENDING)], unique=True)],
     "messages": [
         IndexModel([("shopId", ASCENDING), ("contactId", ASCENDING), ("createdAt", DESCENDING)]),
         IndexModel([("status", ASCENDING), ("nextAttemptAt", ASCENDING)]),
     ],
     "activity_archive": [
-        IndexModel([("shopId", ASCENDING), ("contactId", ASCENDING), ("seq", DESCENDING)]),
+        # Buckets newest first per contact: the archive side of an activity page.
+        IndexModel(
+            [("shopId", ASCENDING), ("contactId", ASCENDING), ("maxAt", DESCENDING), ("maxId", DESCENDING)]
+        ),
+        IndexModel([("shopId", ASCENDING), ("entries._id", ASCENDING)]),
     ],
     "rate_limits": [
         IndexModel([("shopId", ASCENDING), ("key", ASCENDING), ("window", ASCENDING)], unique=True),

@@ -1,18 +1,72 @@
-"""Entries of a contact's activity log, and the update that records them.
+"""Entries of a contact's activity log, the update that records them, and the archive.
 
-The newest entries live in the contact document (`activity`, newest first)
-so a contact page reads in one go; `activityCount` counts every entry ever
-logged for the contact.
+The newest entries live in the contact document (`activity`, newest first by
+(at, _id)) so a contact page reads in one go. Older entries move to
+`activity_archive` in buckets so that no document ever approaches MongoDB's
+16 MB limit, however long a contact's history grows.
+
+Why these bounds: a note is at most 5,000 characters (at most 20 KB of
+UTF-8), most entries are ~100 bytes. Between `EMBEDDED_KEEP` (100) and
+`SPILL_AT` (200) embedded entries, a contact document stays around 10-20 KB
+typically and under 4 MB even if every entry were a maximal note, while the
+contact page's first two pages of 50 entries still come from the document
+alone. Every write to a contact rewrites its document (and the embedded
+server also re-indexes the array), so a smaller array makes every order,
+note and label change cheaper. Spilling whole buckets of `BUCKET_SIZE` (100)
+keeps the archive at one document per 100 entries, and the slack between
+100 and 200 means a spill happens once per 100 new entries, not on every write.
+
+Counters on the contact, all changed in the same write as the entries they count:
+- `activityCount`: entries in the log, embedded and archived (deleted notes leave it);
+- `activityEmbedded`: entries in the `activity` array (a cheap "is a spill due?");
+- `activityArchived`, `activityArchivedKinds.<KIND>`: entries in the archive, in total and by kind;
+- `activityArchivedAt`: the newest `at` ever archived, so a reader knows when the
+  embedded entries alone answer a page.
+
+An archive bucket: `{shopId, contactId, entries (newest first), count, kindCounts,
+maxAt, maxId, minAt, minId, createdAt}`; the bounds only ever widen (a deleted
+note leaves them), which keeps them safe for skipping buckets while paging.
+Code that moves activity between contacts (merging) must keep these
+counters and `contactId` on the buckets in step.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from typing import Any
+import logging
+import random
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from bson import ObjectId
+from pymongo.errors import OperationFailure, PyMongoError
 
 from resolvers.clock import now
+
+log = logging.getLogger("contactgraph")
+
+EMBEDDED_KEEP = 100
+BUCKET_SIZE = 100
+SPILL_AT = EMBEDDED_KEEP + BUCKET_SIZE
+KINDS = (
+    "CONTACT_CREATED",
+    "DETAILS_UPDATED",
+    "NOTE",
+    "ORDER_PLACED",
+    "ORDER_CANCELED",
+    "DRAFT_ORDER_CREATED",
+    "CONVERTED_TO_CUSTOMER",
+    "MESSAGE_SENT",
+    "FORM_SUBMITTED",
+    "CONSENT_CHANGED",
+    "LABELS_CHANGED",
+    "CONTACTS_MERGED",
+)
+TRANSACTION_ATTEMPTS = 12
+
+T = TypeVar("T")
 
 
 def entry(
@@ -43,13 +97,139 @@ def push(entries: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def sort_key(item: dict[str, Any]) -> tuple[dt.datetime, ObjectId]:
+    """The log's order, (at, _id); sort with reverse=True for newest first."""
+    return item["at"], item["_id"]
+
+
+def is_transient(error: PyMongoError) -> bool:
+    return isinstance(error, OperationFailure) and error.has_error_label("TransientTransactionError")
+
+
+async def in_transaction(database: Any, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `work(session)` in a transaction, again (after a random pause) when it conflicts.
+
+    Snapshot isolation makes a transaction that read a document another
+    write changed since fail with a write conflict instead of overwriting
+    it; the retry then sees the new state.
+    """
+    for attempt in range(TRANSACTION_ATTEMPTS):
+        try:
+            async with database.client.start_session() as session:
+                async with await session.start_transaction():
+                    return await work(session)
+        except PyMongoError as error:
+            if not is_transient(error) or attempt == TRANSACTION_ATTEMPTS - 1:
+                raise
+        # Jitter: writers that collided must not collide again in lockstep.
+        await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
+    raise AssertionError("unreachable")
+
+
+class _NothingToMove(Exception):
+    pass
+
+
+class _Raced(Exception):
+    """The array is no longer as read: read again."""
+
+
+def bucket_of(shop_id: str, contact_id: ObjectId, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    ordered = sorted(entries, key=sort_key, reverse=True)
+    kinds = Counter(e["kind"] for e in ordered)
+    return {
+        "_id": ObjectId(),
+        "shopId": shop_id,
+        "contactId": contact_id,
+        "entries": ordered,
+        "count": len(ordered),
+        "kindCounts": dict(kinds),
+        "maxAt": ordered[0]["at"],
+        "maxId": ordered[0]["_id"],
+        "minAt": ordered[-1]["at"],
+        "minId": ordered[-1]["_id"],
+        "createdAt": now(),
+    }
+
+
+async def _spill_once(database: Any, shop_id: str, contact_id: ObjectId) -> bool:
+    """Move the oldest BUCKET_SIZE embedded entries into one new bucket; False when under the bound."""
+
+    async def move(session: Any) -> None:
+        rows = await (
+            await database.contacts.aggregate(
+                [
+                    {"$match": {"shopId": shop_id, "_id": contact_id}},
+                    {
+                        "$project": {
+                            "size": {"$size": {"$ifNull": ["$activity", []]}},
+                            "tail": {"$slice": [{"$ifNull": ["$activity", []]}, -BUCKET_SIZE]},
+                        }
+                    },
+                ],
+                session=session,
+            )
+        ).to_list()
+        if not rows or rows[0]["size"] < SPILL_AT:
+            raise _NothingToMove
+        size, tail = rows[0]["size"], rows[0]["tail"]
+        kinds = Counter(e["kind"] for e in tail)
+        moved = await database.contacts.update_one(
+            # The array must be as read: the transaction's snapshot makes a
+            # concurrent write a conflict, and the two ends of the tail
+            # pinned in place say the same without relying on it.
+            {
+                "_id": contact_id,  # first: the embedded server then looks it up by id
+                "shopId": shop_id,
+                f"activity.{size - len(tail)}._id": tail[0]["_id"],
+                f"activity.{size - 1}._id": tail[-1]["_id"],
+            },
+            {
+                # Cutting the array's end removes exactly the tail (it is sorted,
+                # newest first), far cheaper than pulling each entry by id.
+                "$push": {"activity": {"$each": [], "$slice": size - len(tail)}},
+                "$inc": {
+                    "activityEmbedded": -len(tail),
+                    "activityArchived": len(tail),
+                    **{f"activityArchivedKinds.{k}": n for k, n in kinds.items()},
+                },
+                "$max": {"activityArchivedAt": max(e["at"] for e in tail)},
+            },
+            session=session,
+        )
+        if moved.modified_count != 1:
+            raise _Raced
+        await database.activity_archive.insert_one(bucket_of(shop_id, contact_id, tail), session=session)
+
+    for _ in range(TRANSACTION_ATTEMPTS):
+        try:
+            await in_transaction(database, move)
+            return True
+        except _NothingToMove:
+            return False
+        except _Raced:
+            await asyncio.sleep(random.uniform(0, 0.005))
+    return False
+
+
 async def spill_overflow(database: Any, shop_id: str, contact: dict[str, Any] | None) -> None:
     """Move the oldest embedded entries to `activity_archive` once the log passes its bound.
 
     Call after every write that pushed entries, with the contact as written
-    (it needs `activityEmbedded`). Cheap when there is nothing to move.
+    (it needs `activityEmbedded`). Cheap when there is nothing to move. Each
+    bucket moves in a transaction (bucket inserted, exactly those entries
+    pulled, counters changed), so two writers spilling at once never lose
+    or duplicate an entry: the second one conflicts, reads again and finds
+    nothing left to move. A spill that cannot finish leaves the entries
+    embedded, where they stay readable; the next write tries again.
     """
-    return None
+    if contact is None or (contact.get("activityEmbedded") or 0) < SPILL_AT:
+        return
+    try:
+        while await _spill_once(database, shop_id, contact["_id"]):
+            pass
+    except PyMongoError:
+        log.warning("activity of contact %s not archived this time", contact["_id"], exc_info=True)
 
 
 def merge_updates(*updates: dict[str, Any]) -> dict[str, Any]:

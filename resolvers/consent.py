@@ -2,6 +2,10 @@
 
 A late event older than the current one joins the history without
 changing the state, decided atomically by the update's own condition.
+
+Who records an event decides its source: an ADMIN key is the shop's own
+administration (ADMIN); any other key is an integration or a staff tool
+acting through the API (API). The key's name is the actor either way.
 """
 
 from __future__ import annotations
@@ -16,8 +20,15 @@ from pymongo import ReturnDocument
 from loaders.mongo import Database, Doc
 from resolvers import activity
 from resolvers.clock import now as utc_now
+from resolvers.errors import Refused, not_found
+from resolvers.validation import TEXT_MAX, Checker
 
 STATES = ("NOT_SUBSCRIBED", "PENDING", "SUBSCRIBED", "UNSUBSCRIBED")
+# The opt-in level says how a yes was given; only these states are a yes (or on the way to one).
+LEVELED_STATES = ("PENDING", "SUBSCRIBED")
+# How far ahead of the server's clock a client's `at` may be (clocks drift).
+CLOCK_SKEW = dt.timedelta(minutes=5)
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 LEVELS = ("SINGLE_OPT_IN", "CONFIRMED_OPT_IN", "UNKNOWN")
 SOURCES = ("ADMIN", "CHECKOUT", "CONTACT_FORM", "API", "IMPORT", "UNSUBSCRIBE_LINK")
 
@@ -59,8 +70,8 @@ async def record_consent(
     now = utc_now()
     newest = await database.contacts.find_one_and_update(
         {
+            "_id": contact_id,  # first: the embedded server then looks it up by id
             "shopId": shop_id,
-            "_id": contact_id,
             "$or": [{"consent.at": {"$lte": event.at}}, {"consent.at": None}],
         },
         activity.merge_updates(
@@ -79,15 +90,72 @@ async def record_consent(
         projection={"activity": 0},
         return_document=ReturnDocument.AFTER,
     )
-    if newest is not None:
-        return newest
-    # Either the contact is gone or a newer event holds the state: history only.
-    return await database.contacts.find_one_and_update(
-        {"shopId": shop_id, "_id": contact_id},
-        activity.merge_updates(history, log, {"$set": {"updatedAt": now}}),
-        projection={"activity": 0},
-        return_document=ReturnDocument.AFTER,
+    if newest is None:
+        # Either the contact is gone or a newer event holds the state: history only.
+        newest = await database.contacts.find_one_and_update(
+            {"shopId": shop_id, "_id": contact_id},
+            activity.merge_updates(history, log, {"$set": {"updatedAt": now}}),
+            projection={"activity": 0},
+            return_document=ReturnDocument.AFTER,
+        )
+    await activity.spill_overflow(database, shop_id, newest)
+    return newest
+
+
+def check_event(
+    state: str,
+    opt_in_level: str | None,
+    evidence: str | None,
+    at: dt.datetime | None,
+    *,
+    now: dt.datetime,
+) -> tuple[str | None, dt.datetime]:
+    """(evidence, at) as recorded; Refused with every problem at once."""
+    check = Checker()
+    if state not in STATES:
+        check.add(("state",), "Unknown marketing state.", "INVALID")
+    if opt_in_level is not None and opt_in_level not in LEVELS:
+        check.add(("optInLevel",), "Unknown opt-in level.", "INVALID")
+    elif opt_in_level is not None and state not in LEVELED_STATES:
+        check.add(("optInLevel",), "An opt-in level goes with SUBSCRIBED or PENDING only.", "INVALID")
+    cleaned = check.text(("evidence",), evidence, TEXT_MAX, multiline=True)
+    when = now if at is None else at
+    if when.tzinfo is None:
+        check.add(("at",), "The time needs a UTC offset.", "INVALID")
+    elif when > now + CLOCK_SKEW:
+        check.add(("at",), "Consent cannot be given in the future.", "INVALID")
+    elif when < EARLIEST:
+        check.add(("at",), "The time is before 1970.", "INVALID")
+    if not check.ok:
+        raise Refused(check.problems)
+    return cleaned, when
+
+
+def source_for(role: str) -> str:
+    return "ADMIN" if role == "ADMIN" else "API"
+
+
+async def update_consent(
+    database: Database,
+    shop_id: str,
+    contact_id: ObjectId,
+    state: str,
+    *,
+    opt_in_level: str | None,
+    evidence: str | None,
+    at: dt.datetime | None,
+    role: str,
+    actor: str,
+) -> Doc:
+    """Record a consent event given through the API (consentUpdate); the contact after it."""
+    evidence, when = check_event(state, opt_in_level, evidence, at, now=utc_now())
+    event = ConsentEvent(
+        state=state, at=when, source=source_for(role), opt_in_level=opt_in_level, actor=actor, evidence=evidence
     )
+    contact = await record_consent(database, shop_id, contact_id, event)
+    if contact is None:
+        raise not_found(("contactId",))
+    return contact
 
 
 def current_state(contact: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from loaders.contact_search import name_key, search_terms
 from loaders.contacts import label_key
 from loaders.mongo import Database, Doc
 from resolvers import activity
+from resolvers.duplicates import canonical_email
 from resolvers.errors import Problem, Refused, not_found, refuse
 from resolvers.labels import add_label_counts, normalize_labels, reserve_labels
 from resolvers.clock import now
@@ -46,8 +47,14 @@ class CheckedDetails:
     labels: list[str] = field(default_factory=list)
 
 
-def check_details(details: ContactDetails, *, creating: bool) -> CheckedDetails:
-    """Validate every field the client sent; Refused with all problems at once."""
+def check_details(
+    details: ContactDetails, *, creating: bool, stored_region: str | None = None
+) -> CheckedDetails:
+    """Validate every field the client sent; Refused with all problems at once.
+
+    A national phone number is read in the country of the address sent with
+    it, else in `stored_region` (the country of the contact's stored address).
+    """
     check = Checker()
     out = CheckedDetails()
     prefix = ("input",)
@@ -69,7 +76,11 @@ def check_details(details: ContactDetails, *, creating: bool) -> CheckedDetails:
         if value is not UNSET:
             out.set[key] = check.address((*prefix, key), value)
     if details.phone is not UNSET:
-        region = _region(out.set.get("shippingAddress")) or _region(out.set.get("billingAddress"))
+        region = (
+            _region(out.set.get("shippingAddress"))
+            or _region(out.set.get("billingAddress"))
+            or stored_region
+        )
         out.set["phone"] = check.phone((*prefix, "phone"), details.phone, region)
     if details.labels is not UNSET and details.labels is not None:
         if creating:
@@ -86,8 +97,11 @@ def _region(address: dict[str, Any] | None) -> str | None:
 
 
 def derived_fields(doc: dict[str, Any]) -> dict[str, Any]:
-    """Fields computed from a contact's details, kept in the document for sorting and search."""
-    return {"nameKey": name_key(doc), "searchTerms": search_terms(doc)}
+    """Fields computed from a contact's details, kept in the document for sorting, search and duplicates."""
+    fields = {"nameKey": name_key(doc), "searchTerms": search_terms(doc)}
+    if doc.get("emailKey"):
+        fields["emailCanon"] = canonical_email(doc["emailKey"])
+    return fields
 
 
 def new_contact(
@@ -158,7 +172,12 @@ async def create_contact(database: Database, shop_id: str, details: ContactDetai
         {"shopId": shop_id, "emailKey": checked.email_key}, limit=1
     ):
         raise _taken()
-    created_labels = await reserve_labels(database, shop_id, checked.labels)
+    try:
+        created_labels = await reserve_labels(database, shop_id, checked.labels)
+    except Refused as refusal:
+        # The shop's label limit, reported where this input holds the labels.
+        problems = [Problem(("input", "labels"), p.message, p.code) for p in refusal.problems]
+        raise Refused(problems) from None
     try:
         await database.contacts.insert_one(doc)
     except DuplicateKeyError:
@@ -219,7 +238,17 @@ async def edit_contact(
     database: Database, shop_id: str, contact_id: ObjectId, details: ContactDetails, author: str
 ) -> Doc:
     """A manual edit: the details change and lock, so later orders no longer overwrite them."""
-    checked = check_details(details, creating=False)
+    stored_region = None
+    if isinstance(details.phone, str):
+        stored = await database.contacts.find_one(
+            {"shopId": shop_id, "_id": contact_id},
+            {"shippingAddress.countryCode": 1, "billingAddress.countryCode": 1},
+        )
+        if stored is not None:
+            stored_region = _region(stored.get("shippingAddress")) or _region(
+                stored.get("billingAddress")
+            )
+    checked = check_details(details, creating=False, stored_region=stored_region)
     changes = dict(checked.set)
     if checked.email_key is not None:
         changes["emailKey"] = checked.email_key
@@ -228,6 +257,7 @@ async def edit_contact(
     doc = await update_details(database, shop_id, contact_id, changes, log)
     if doc is None:
         raise not_found(("id",))
+    await activity.spill_overflow(database, shop_id, doc)
     return doc
 
 

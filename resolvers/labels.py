@@ -1,21 +1,45 @@
-"""Labels: normalization, the shop's limit of 250 distinct labels, and exact counts."""
+"""Labels: normalization, the shop's limit of 250 distinct labels, exact counts, and changes.
+
+A label document `{shopId, key, name, contactCount, createdAt}` exists for
+every label in use; `key` is the case-folded identity, `name` the first
+spelling, which is the spelling every contact shows. The shop's
+`labelCount` holds the slots reserved for label documents.
+
+How counts stay exact: a contact's labels change only by a compare-and-set
+on the contact (its `labels` and `labelKeys` exactly as read), so each
+change to a contact happens once; the counts then move by exactly the
+changes that succeeded. A label deleted (or renamed away) while a call adds
+it to contacts makes that call take it off those contacts again.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from pymongo.errors import DuplicateKeyError
+from bson import ObjectId
+from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from loaders.contacts import label_key
-from loaders.mongo import Database
-from resolvers.errors import Field, refuse
+from loaders.contacts import LIST_PROJECTION, label_key
+from loaders.mongo import Database, Doc
+from resolvers import activity
 from resolvers.clock import now
+from resolvers.errors import Field, Problem, Refused, not_found, refuse
 from resolvers.validation import LABEL_MAX, Checker
 
 SHOP_LABEL_LIMIT = 250
+MAX_CONTACTS = 250
+MAX_LABELS_PER_CALL = SHOP_LABEL_LIMIT
+BATCH = 500
+RESERVE_ATTEMPTS = 8
+ROUNDS = 20
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# What a label change reads of a contact.
+_LABEL_FIELDS = {"labels": 1, "labelKeys": 1, "activityEmbedded": 1}
 
 
 def normalize_label(check: Checker, field_path: Field, raw: str) -> str | None:
@@ -45,11 +69,16 @@ def normalize_labels(check: Checker, field_path: Field, raws: Iterable[str]) -> 
 
 @dataclass
 class CreatedLabels:
-    """Labels a call created; released again when the call fails afterwards."""
+    """Labels a call created; released again when the call fails afterwards.
+
+    `names` maps every reserved key to the spelling contacts must show: the
+    existing label's first spelling, or the new label's own.
+    """
 
     database: Database
     shop_id: str
     keys: list[str] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)
 
     async def release(self) -> None:
         for key in self.keys:
@@ -58,6 +87,11 @@ class CreatedLabels:
             )
             if result.deleted_count:
                 await self.database.shops.update_one({"_id": self.shop_id}, {"$inc": {"labelCount": -1}})
+
+
+async def _existing(database: Database, shop_id: str, keys: Iterable[str]) -> dict[str, Doc]:
+    docs = await database.labels.find({"shopId": shop_id, "key": {"$in": list(keys)}}).to_list()
+    return {doc["key"]: doc for doc in docs}
 
 
 async def reserve_labels(database: Database, shop_id: str, names: list[str]) -> CreatedLabels:
@@ -71,37 +105,53 @@ async def reserve_labels(database: Database, shop_id: str, names: list[str]) -> 
     if not names:
         return created
     keys = {label_key(n): n for n in names}
-    existing = {
-        doc["key"]
-        for doc in await database.labels.find(
-            {"shopId": shop_id, "key": {"$in": list(keys)}}, {"key": 1}
-        ).to_list()
-    }
-    new = [k for k in keys if k not in existing]
-    if not new:
-        return created
-    reserved = await database.shops.update_one(
-        {"_id": shop_id, "labelCount": {"$lte": SHOP_LABEL_LIMIT - len(new)}},
-        {"$inc": {"labelCount": len(new)}},
-    )
-    if reserved.modified_count == 0:
-        raise refuse(
-            ("labels",),
-            f"A shop can have at most {SHOP_LABEL_LIMIT} distinct labels.",
-            "LIMIT_EXCEEDED",
+    for attempt in range(RESERVE_ATTEMPTS):
+        existing = await _existing(database, shop_id, keys)
+        new = [k for k in keys if k not in existing]
+        created.names = {k: existing[k]["name"] if k in existing else keys[k] for k in keys}
+        if not new:
+            return created
+        reserved = await database.shops.update_one(
+            {"_id": shop_id, "labelCount": {"$lte": SHOP_LABEL_LIMIT - len(new)}},
+            {"$inc": {"labelCount": len(new)}},
         )
-    unused = 0
-    for key in new:
-        try:
-            await database.labels.insert_one(
-                {"shopId": shop_id, "key": key, "name": keys[key], "contactCount": 0, "createdAt": now()}
+        if reserved.modified_count:
+            break
+        # Slots reserved by a call still creating its labels may be for these
+        # very labels: once they exist, fewer slots are needed. Only a shop
+        # whose every slot holds a label is really full.
+        if attempt == RESERVE_ATTEMPTS - 1 or not await _worth_waiting(database, shop_id, new):
+            raise refuse(
+                ("labels",),
+                f"A shop can have at most {SHOP_LABEL_LIMIT} distinct labels.",
+                "LIMIT_EXCEEDED",
             )
-            created.keys.append(key)
-        except DuplicateKeyError:
-            unused += 1  # created meanwhile by another call: give the slot back
-    if unused:
-        await database.shops.update_one({"_id": shop_id}, {"$inc": {"labelCount": -unused}})
+        await asyncio.sleep(0.005 * (attempt + 1))
+    at = now()
+    docs = [{"shopId": shop_id, "key": k, "name": keys[k], "contactCount": 0, "createdAt": at} for k in new]
+    taken: set[str] = set()
+    try:
+        await database.labels.insert_many(docs, ordered=False)
+    except BulkWriteError as error:
+        if any(e.get("code") != 11000 for e in error.details.get("writeErrors", [])):
+            raise
+        taken = {docs[e["index"]]["key"] for e in error.details["writeErrors"]}
+    created.keys.extend(k for k in new if k not in taken)
+    if taken:
+        # Created meanwhile by another call: give the slots back, take its spelling.
+        await database.shops.update_one({"_id": shop_id}, {"$inc": {"labelCount": -len(taken)}})
+        for key, doc in (await _existing(database, shop_id, taken)).items():
+            created.names[key] = doc["name"]
     return created
+
+
+async def _worth_waiting(database: Database, shop_id: str, keys: list[str]) -> bool:
+    """Some of these labels exist by now, or a call is between reserving slots and creating labels."""
+    if await database.labels.count_documents({"shopId": shop_id, "key": {"$in": keys}}, limit=1):
+        return True
+    shop = await database.shops.find_one({"_id": shop_id}, {"labelCount": 1})
+    reserved = int((shop or {}).get("labelCount") or 0)
+    return reserved > await database.labels.count_documents({"shopId": shop_id})
 
 
 async def add_label_counts(database: Database, shop_id: str, keys: Iterable[str], delta: int) -> None:
@@ -110,3 +160,445 @@ async def add_label_counts(database: Database, shop_id: str, keys: Iterable[str]
         await database.labels.update_many(
             {"shopId": shop_id, "key": {"$in": keys}}, {"$inc": {"contactCount": delta}}
         )
+
+
+# ---------------------------------------------------------------- changing contacts' labels
+
+
+@dataclass(frozen=True)
+class Change:
+    """A contact's labels after a change, and what its log entry says."""
+
+    labels: list[str]
+    keys: list[str]
+    text: str
+
+
+Plan = Callable[[Doc], Change | None]
+
+
+def add_remove_plan(add: dict[str, str], remove: set[str]) -> Plan:
+    """Add labels (key -> spelling) a contact lacks, remove keys it has; None when nothing changes."""
+
+    def plan(doc: Doc) -> Change | None:
+        pairs = list(zip(doc.get("labels") or [], doc.get("labelKeys") or [], strict=False))
+        kept = [(n, k) for n, k in pairs if k not in remove]
+        removed = [n for n, k in pairs if k in remove]
+        have = {k for _, k in kept}
+        added = [(n, k) for k, n in add.items() if k not in have]
+        if not added and not removed:
+            return None
+        after = kept + added
+        return Change([n for n, _ in after], [k for _, k in after], _describe([n for n, _ in added], removed))
+
+    return plan
+
+
+def _describe(added: list[str], removed: list[str]) -> str:
+    parts = []
+    if added:
+        parts.append("Labels added: " + ", ".join(added))
+    if removed:
+        parts.append(("removed: " if added else "Labels removed: ") + ", ".join(removed))
+    return "; ".join(parts)
+
+
+@dataclass
+class Outcome:
+    modified: list[ObjectId] = field(default_factory=list)
+    deltas: Counter[str] = field(default_factory=Counter)
+    added: dict[str, list[ObjectId]] = field(default_factory=dict)  # key -> contacts that gained it
+
+
+async def change_labels(
+    database: Database, shop_id: str, contacts: list[Doc], plan: Plan, author: str | None
+) -> Outcome:
+    """Apply `plan` to each contact with a compare-and-set; retry the ones that changed meanwhile.
+
+    One bulk write per round; each update also logs LABELS_CHANGED. The
+    label counts are then moved by exactly the changes that were made.
+    """
+    outcome = Outcome()
+    pending = contacts
+    latest = _by_id(contacts)
+    for _ in range(ROUNDS):
+        changes: dict[ObjectId, tuple[Doc, Change, Doc]] = {}
+        for doc in pending:
+            change = plan(doc)
+            if change is not None:
+                changes[doc["_id"]] = (doc, change, activity.entry("LABELS_CHANGED", text=change.text, author=author))
+        if not changes:
+            break
+        at = now()
+        result = await database.contacts.bulk_write(
+            [
+                UpdateOne(
+                    {
+                        # `_id` first: the embedded server then looks it up by id.
+                        "_id": contact_id,
+                        "shopId": shop_id,
+                        "labels": doc.get("labels") or [],
+                        "labelKeys": doc.get("labelKeys") or [],
+                    },
+                    activity.merge_updates(
+                        {"$set": {"labels": change.labels, "labelKeys": change.keys, "updatedAt": at}},
+                        activity.push([entry]),
+                    ),
+                )
+                for contact_id, (doc, change, entry) in changes.items()
+            ],
+            ordered=False,
+        )
+        if result.modified_count == len(changes):
+            done = set(changes)
+        else:
+            done = await _written(database, shop_id, {e["_id"]: cid for cid, (_, _, e) in changes.items()})
+        for contact_id in done:
+            doc, change, _ = changes[contact_id]
+            before, after = set(doc.get("labelKeys") or []), set(change.keys)
+            outcome.modified.append(contact_id)
+            outcome.deltas.update({k: 1 for k in after - before})
+            outcome.deltas.subtract({k: 1 for k in before - after})
+            for key in after - before:
+                outcome.added.setdefault(key, []).append(contact_id)
+        retry = [cid for cid in changes if cid not in done]
+        if not retry:
+            break
+        pending = await database.contacts.find(
+            {"shopId": shop_id, "_id": {"$in": retry}}, _LABEL_FIELDS
+        ).to_list()
+        latest.update(_by_id(pending))
+    await _move_counts(database, shop_id, outcome.deltas)
+    # Each modified contact logged one entry more than it had when read.
+    await asyncio.gather(
+        *(
+            activity.spill_overflow(
+                database, shop_id, {"_id": cid, "activityEmbedded": (latest[cid].get("activityEmbedded") or 0) + 1}
+            )
+            for cid in outcome.modified
+        )
+    )
+    return outcome
+
+
+def _by_id(docs: list[Doc]) -> dict[ObjectId, Doc]:
+    return {doc["_id"]: doc for doc in docs}
+
+
+async def _written(database: Database, shop_id: str, entry_contacts: dict[ObjectId, ObjectId]) -> set[ObjectId]:
+    """The contacts whose update went through: those that hold the entry it logged."""
+    entry_ids = list(entry_contacts)
+    done: set[ObjectId] = set()
+    async for doc in database.contacts.find({"shopId": shop_id, "activity._id": {"$in": entry_ids}}, {"_id": 1}):
+        done.add(doc["_id"])
+    if len(done) < len(entry_ids):
+        # An entry may already have been archived by a busy contact's own spill.
+        async for bucket in database.activity_archive.find(
+            {"shopId": shop_id, "entries._id": {"$in": entry_ids}}, {"contactId": 1}
+        ):
+            done.add(bucket["contactId"])
+    return done
+
+
+async def _move_counts(database: Database, shop_id: str, deltas: Counter[str]) -> None:
+    moves = {k: d for k, d in deltas.items() if d}
+    if moves:
+        await database.labels.bulk_write(
+            [UpdateOne({"shopId": shop_id, "key": k}, {"$inc": {"contactCount": d}}) for k, d in moves.items()],
+            ordered=False,
+        )
+
+
+async def _take_back_vanished(
+    database: Database, shop_id: str, outcome: Outcome, author: str | None
+) -> None:
+    """Labels deleted or renamed while this call added them: take them off those contacts again."""
+    if not outcome.added:
+        return
+    alive = await _existing(database, shop_id, outcome.added)
+    gone = {k for k in outcome.added if k not in alive}
+    if not gone:
+        return
+    ids = list({cid for k in gone for cid in outcome.added[k]})
+    docs = await database.contacts.find({"shopId": shop_id, "_id": {"$in": ids}}, _LABEL_FIELDS).to_list()
+    await change_labels(database, shop_id, docs, add_remove_plan({}, gone), author)
+
+
+# ---------------------------------------------------------------- the operations
+
+
+def check_names(field_path: Field, raws: list[str] | None, *, required: bool) -> list[str]:
+    check = Checker()
+    names: list[str] = []
+    if raws is None or not raws:
+        if required:
+            check.add(field_path, "Give at least one label.", "REQUIRED")
+    elif len(raws) > MAX_LABELS_PER_CALL:
+        check.add(field_path, f"At most {MAX_LABELS_PER_CALL} labels per call.", "LIMIT_EXCEEDED")
+    else:
+        names = normalize_labels(check, field_path, raws)
+    if not check.ok:
+        raise Refused(check.problems)
+    return names
+
+
+async def contacts_by_ids(
+    database: Database, shop_id: str, ids: list[ObjectId | None], field_path: Field
+) -> list[Doc]:
+    """The contacts of explicit ids (distinct, in order); NOT_FOUND for every id that is not one."""
+    if not ids:
+        raise refuse(field_path, "Give at least one contact.", "REQUIRED")
+    if len(ids) > MAX_CONTACTS:
+        raise refuse(field_path, f"At most {MAX_CONTACTS} contacts per call.", "LIMIT_EXCEEDED")
+    wanted = [i for i in ids if i is not None]
+    found = _by_id(
+        await database.contacts.find({"shopId": shop_id, "_id": {"$in": wanted}}, _LABEL_FIELDS).to_list()
+    )
+    problems = [
+        Problem((*field_path, index), "Contact not found.", "NOT_FOUND")
+        for index, oid in enumerate(ids)
+        if oid is None or oid not in found
+    ]
+    if problems:
+        raise Refused(problems)
+    return [found[oid] for oid in dict.fromkeys(wanted)]
+
+
+async def _spellings_to_remove(database: Database, shop_id: str, names: list[str], field_name: str) -> set[str]:
+    """The keys of labels to remove; NOT_FOUND for a label the shop does not have."""
+    keys = [label_key(n) for n in names]
+    existing = await _existing(database, shop_id, keys)
+    problems = [
+        Problem((field_name, index), f"No label {name!r} in this shop.", "NOT_FOUND")
+        for index, (name, key) in enumerate(zip(names, keys, strict=True))
+        if key not in existing
+    ]
+    if problems:
+        raise Refused(problems)
+    return set(keys)
+
+
+@dataclass
+class Bulk:
+    matched: int = 0
+    modified: int = 0
+
+
+async def label_contacts(
+    database: Database,
+    shop_id: str,
+    contacts: list[Doc] | None,
+    match: Doc | None,
+    add: list[str],
+    remove: list[str],
+    author: str,
+    *,
+    add_field: str = "add",
+    remove_field: str = "remove",
+) -> Bulk:
+    """Add and remove labels on the given contacts, or on every contact `match` selects.
+
+    Validated whole first: unknown labels to remove are NOT_FOUND, a label
+    both added and removed is INVALID, new labels beyond the shop's 250 are
+    LIMIT_EXCEEDED; then nothing was changed.
+    """
+    remove_keys = await _spellings_to_remove(database, shop_id, remove, remove_field) if remove else set()
+    both = [i for i, name in enumerate(add) if label_key(name) in remove_keys]
+    if both:
+        raise Refused(
+            [Problem((add_field, i), "A label cannot be added and removed at once.", "INVALID") for i in both]
+        )
+    try:
+        created = await reserve_labels(database, shop_id, add)
+    except Refused as refusal:
+        raise Refused([Problem((add_field,), p.message, p.code) for p in refusal.problems]) from None
+    plan = add_remove_plan({label_key(n): created.names.get(label_key(n), n) for n in add}, remove_keys)
+    bulk = Bulk()
+    outcome = Outcome()
+    failed = True
+    try:
+        if contacts is not None:
+            bulk.matched = len(contacts)
+            _merge(outcome, await change_labels(database, shop_id, contacts, plan, author))
+        else:
+            assert match is not None
+            last: ObjectId | None = None
+            while True:
+                page_match = match if last is None else {"$and": [match, {"_id": {"$gt": last}}]}
+                batch = await database.contacts.find(
+                    page_match, _LABEL_FIELDS, sort=[("_id", 1)], limit=BATCH, batch_size=BATCH
+                ).to_list()
+                if not batch:
+                    break
+                bulk.matched += len(batch)
+                last = batch[-1]["_id"]
+                _merge(outcome, await change_labels(database, shop_id, batch, plan, author))
+        failed = False
+    finally:
+        # Labels made for a selection that matched nobody are not kept. (When
+        # contacts matched, a new label is in use, by this call or by another
+        # that gave it to the same contacts first.)
+        if failed or not bulk.matched:
+            await created.release()
+    await _take_back_vanished(database, shop_id, outcome, author)
+    bulk.modified = len(set(outcome.modified))
+    return bulk
+
+
+def _merge(total: Outcome, part: Outcome) -> None:
+    total.modified.extend(part.modified)
+    total.deltas.update(part.deltas)
+    for key, ids in part.added.items():
+        total.added.setdefault(key, []).extend(ids)
+
+
+async def contacts_after(database: Database, shop_id: str, ids: list[ObjectId]) -> list[Doc]:
+    docs = _by_id(await database.contacts.find({"shopId": shop_id, "_id": {"$in": ids}}, LIST_PROJECTION).to_list())
+    return [docs[i] for i in ids if i in docs]
+
+
+async def list_labels(database: Database, shop_id: str) -> list[Doc]:
+    """Every label of the shop, by name (case-insensitive)."""
+    return await database.labels.find({"shopId": shop_id}, sort=[("key", 1)]).to_list()
+
+
+def _one_name(field_name: str, raw: str) -> str:
+    check = Checker()
+    name = normalize_label(check, (field_name,), raw)
+    if name is None:
+        raise Refused(check.problems)
+    return name
+
+
+async def _sweep(database: Database, shop_id: str, key: str, plan: Plan, author: str | None) -> None:
+    """Apply `plan` to every contact that has the label `key`, until none is left to change."""
+    while True:
+        batch = await database.contacts.find(
+            {"shopId": shop_id, "labelKeys": key}, _LABEL_FIELDS, limit=BATCH, batch_size=BATCH
+        ).to_list()
+        if not batch:
+            return
+        outcome = await change_labels(database, shop_id, batch, plan, author)
+        if not outcome.modified:
+            return  # nothing movable is left (contacts changing faster than this sweep)
+
+
+async def rename_label(database: Database, shop_id: str, name: str, new_name: str, author: str) -> Doc:
+    """Rename a label across the shop; into an existing label it merges (no contact has it twice)."""
+    old_name = _one_name("name", name)
+    target_name = _one_name("newName", new_name)
+    old_key, new_key = label_key(old_name), label_key(target_name)
+    old = await database.labels.find_one({"shopId": shop_id, "key": old_key})
+    if old is None:
+        raise not_found(("name",), "Label")
+    if old_key == new_key:
+        if old["name"] != target_name:
+            await database.labels.update_one({"_id": old["_id"]}, {"$set": {"name": target_name}})
+            respell = _respell_plan(old_key, old["name"], target_name)
+            await _sweep_spelling(database, shop_id, old_key, target_name, respell, author)
+        doc = await database.labels.find_one({"_id": old["_id"]})
+        if doc is None:
+            raise not_found(("name",), "Label")
+        return doc
+    merged = True
+    target = await database.labels.find_one({"shopId": shop_id, "key": new_key})
+    if target is None:
+        try:
+            # The new label takes the slot the old one gives up.
+            await database.labels.insert_one(
+                {"shopId": shop_id, "key": new_key, "name": target_name, "contactCount": 0, "createdAt": now()}
+            )
+            merged = False
+        except DuplicateKeyError:
+            pass  # created meanwhile: merge into it
+        target = await database.labels.find_one({"shopId": shop_id, "key": new_key})
+        assert target is not None
+    plan = _move_plan(old_key, old["name"], new_key, target["name"])
+    await _sweep(database, shop_id, old_key, plan, author)
+    deleted = await database.labels.delete_one({"_id": old["_id"]})
+    if deleted.deleted_count and merged:
+        await database.shops.update_one({"_id": shop_id}, {"$inc": {"labelCount": -1}})
+    elif not deleted.deleted_count and not merged:
+        # Someone deleted the old label meanwhile; the new one holds a slot of its own.
+        await database.shops.update_one({"_id": shop_id}, {"$inc": {"labelCount": 1}})
+    await _sweep(database, shop_id, old_key, plan, author)  # contacts labeled while it moved
+    doc = await database.labels.find_one({"_id": target["_id"]})
+    assert doc is not None
+    return doc
+
+
+def _move_plan(old_key: str, old_name: str, new_key: str, new_name: str) -> Plan:
+    def plan(doc: Doc) -> Change | None:
+        pairs = list(zip(doc.get("labels") or [], doc.get("labelKeys") or [], strict=False))
+        if old_key not in {k for _, k in pairs}:
+            return None
+        has_new = new_key in {k for _, k in pairs}
+        after: list[tuple[str, str]] = []
+        for n, k in pairs:
+            if k == old_key:
+                if not has_new:
+                    after.append((new_name, new_key))
+            else:
+                after.append((n, k))
+        return Change([n for n, _ in after], [k for _, k in after], f"Label renamed: {old_name} to {new_name}")
+
+    return plan
+
+
+def _respell_plan(key: str, old_name: str, new_name: str) -> Plan:
+    def plan(doc: Doc) -> Change | None:
+        labels, keys = list(doc.get("labels") or []), list(doc.get("labelKeys") or [])
+        if key not in keys or labels[keys.index(key)] == new_name:
+            return None
+        labels[keys.index(key)] = new_name
+        return Change(labels, keys, f"Label renamed: {old_name} to {new_name}")
+
+    return plan
+
+
+async def _sweep_spelling(
+    database: Database, shop_id: str, key: str, spelling: str, plan: Plan, author: str | None
+) -> None:
+    while True:
+        batch = await database.contacts.find(
+            {"shopId": shop_id, "labelKeys": key, "labels": {"$ne": spelling}},
+            _LABEL_FIELDS,
+            limit=BATCH,
+            batch_size=BATCH,
+        ).to_list()
+        if not batch or not (await change_labels(database, shop_id, batch, plan, author)).modified:
+            return
+
+
+async def delete_label(database: Database, shop_id: str, name: str, author: str) -> str:
+    """Take a label off every contact and out of the shop; its name."""
+    cleaned = _one_name("name", name)
+    key = label_key(cleaned)
+    doc = await database.labels.find_one({"shopId": shop_id, "key": key})
+    if doc is None:
+        raise not_found(("name",), "Label")
+    plan = add_remove_plan({}, {key})
+    await _sweep(database, shop_id, key, plan, author)
+    deleted = await database.labels.delete_one({"_id": doc["_id"]})
+    if deleted.deleted_count:
+        await database.shops.update_one({"_id": shop_id}, {"$inc": {"labelCount": -1}})
+    await _sweep(database, shop_id, key, plan, author)  # contacts labeled while it went
+    return str(doc["name"])
+
+
+def check_selection_labels(add: list[str] | None, remove: list[str] | None) -> tuple[list[str], list[str]]:
+    """Both lists normalized; REQUIRED when both are empty."""
+    problems: list[Problem] = []
+    out: list[list[str]] = []
+    for name, raws in (("add", add), ("remove", remove)):
+        try:
+            out.append(check_names((name,), raws, required=False))
+        except Refused as refusal:
+            problems.extend(refusal.problems)
+            out.append([])
+    if problems:
+        raise Refused(problems)
+    if not out[0] and not out[1]:
+        raise refuse(("add",), "Give labels to add or to remove.", "REQUIRED")
+    return out[0], out[1]
+

@@ -34,7 +34,9 @@ ADDRESS_LIMITS = {
     "phone": 40,
 }
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# C0 and C1 control characters (and DEL); tab and line breaks pass in multi-line text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_CONTROL_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Money up to a trillion with at most 4 decimal places: enough for any shop's
 # order and small enough that sums of millions of orders stay exact in Decimal128.
 MONEY_MAX = Decimal("1000000000000")
@@ -75,7 +77,7 @@ class Checker:
         if len(cleaned) > limit:
             self.add(field, f"{_label(field)} is longer than {limit} characters.", "TOO_LONG")
             return None
-        bad = _CONTROL.search(cleaned) if multiline else re.search(r"[\x00-\x1f\x7f]", cleaned)
+        bad = (_CONTROL if multiline else _CONTROL_ONE_LINE).search(cleaned)
         if bad:
             self.add(field, f"{_label(field)} contains control characters.", "INVALID")
             return None
@@ -128,7 +130,9 @@ class Checker:
         for name, limit in ADDRESS_LIMITS.items():
             raw = value.get(name)
             if name == "phone":
-                phone = self.phone((*field, name), raw)
+                # A national number is read in the address's own country
+                # (countryCode comes before phone in ADDRESS_LIMITS).
+                phone = self.phone((*field, name), raw, address.get("countryCode"))
                 if phone:
                     address[name] = phone
                 continue

@@ -33,11 +33,17 @@ class CommandCounter(monitoring.CommandListener):
 
     def __init__(self) -> None:
         self.names: list[str] = []
+        # (command, collection) pairs, e.g. ("find", "contacts"), in the order sent.
+        self.calls: list[tuple[str, object]] = []
         self.enabled = True
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         if self.enabled and event.command_name not in {"hello", "ismaster", "endSessions", "ping"}:
             self.names.append(event.command_name)
+            name = event.command_name
+            # getMore names its collection apart; every other command under its own name.
+            target = event.command.get("collection" if name == "getMore" else name)
+            self.calls.append((name, target))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -47,6 +53,11 @@ class CommandCounter(monitoring.CommandListener):
 
     def reset(self) -> None:
         self.names.clear()
+        self.calls.clear()
+
+    def on(self, collection: str) -> list[str]:
+        """The commands sent to one collection, by name."""
+        return [name for name, target in self.calls if target == collection]
 
     @property
     def count(self) -> int:

@@ -12,7 +12,9 @@ from graph.errors import bad_input
 from graph.types.contact import Contact, ContactConnection, ContactSortKey
 from graph.types.contact_inputs import ContactFilter, ContactInput
 from graph.types.node import Node, decode_any, decode_id, encode_id
+from graph.types.order import load_order
 from graph.types.payloads import ContactPayload, ContactsDeletePayload
+from graph.types.segment import segment_filter_condition
 from loaders.contact_search import MAX_QUERY_LENGTH
 from loaders.contacts import LIST_PROJECTION, SORT_FIELDS, ContactFilterSpec, contact_match
 from loaders.keyset import PageRequest, find_page
@@ -55,12 +57,15 @@ def check_filter(spec: ContactFilterSpec) -> None:
             raise bad_input("orderCount bounds must be between 0 and 2147483647.")
 
 
-def selection_match(info: Info, query: str | None, filter: ContactFilter | None) -> dict:
+async def selection_match(info: Info, query: str | None, filter: ContactFilter | None) -> dict:
+    """The condition for `query` + `filter`; async because `filter.segment` is read from the database."""
     if query is not None and len(query) > MAX_QUERY_LENGTH:
         raise bad_input(f"`query` is at most {MAX_QUERY_LENGTH} characters.")
     spec = filter.to_spec() if filter else None
     if spec is not None:
         check_filter(spec)
+        if filter is not None and filter.segment is not None:
+            spec.extra.append(await segment_filter_condition(info, filter.segment))
     return contact_match(info.context.shop_id, query, spec)
 
 
@@ -107,7 +112,7 @@ class ContactQuery:
         sort_key: ContactSortKey | None = ContactSortKey.CREATED_AT,
         reverse: bool | None = False,
     ) -> ContactConnection:
-        match = selection_match(info, query, filter)
+        match = await selection_match(info, query, filter)
         database = info.context.database
         page = await find_page(
             database.contacts,
@@ -174,4 +179,4 @@ async def _contact_node(info: Info, oid: ObjectId) -> Contact | None:
 
 
 # How `node(id:)` finds each type; other features add theirs.
-NODE_RESOLVERS = {"Contact": _contact_node}
+NODE_RESOLVERS = {"Contact": _contact_node, "Order": load_order}

@@ -38,9 +38,22 @@ class UserError:
         return cls(field=field, message=problem.message, code=ErrorCode(problem.code))
 
 
+# Decimal128.to_decimal is pure Python (~10 µs); a page converts the same
+# few amounts (0 for every lead) over and over. Decimals are immutable, so
+# one converted value serves every request. Bounded: it stops growing, never evicts.
+_DECIMALS: dict[bytes, PyDecimal] = {}
+_DECIMALS_MAX = 4096
+
+
 def to_decimal(value: Any) -> PyDecimal:
     if isinstance(value, Decimal128):
-        return value.to_decimal()
+        bid = value.bid
+        found = _DECIMALS.get(bid)
+        if found is None:
+            found = value.to_decimal()
+            if len(_DECIMALS) < _DECIMALS_MAX:
+                _DECIMALS[bid] = found
+        return found
     if value is None:
         return PyDecimal(0)
     return PyDecimal(value)

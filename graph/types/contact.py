@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
@@ -16,6 +16,10 @@ from loaders.contact_search import display_name
 from loaders.contacts import count_contacts
 from loaders.keyset import Page
 from loaders.mongo import Database
+
+if TYPE_CHECKING:
+    from graph.types.activity import ActivityConnection, ActivityEntry, ActivityKind
+    from graph.types.order import OrderConnection
 
 # Averages are shown to the cent, rounded half up as shops and spreadsheets do.
 _CENTS = Decimal("0.01")
@@ -68,6 +72,39 @@ class Contact(Node):
     updated_at: DateTime
     doc: strawberry.Private[dict[str, Any]]
 
+    @strawberry.field(description="The contact's orders, newest first; canceled ones only when asked for.")
+    async def orders(
+        self,
+        info: strawberry.Info,
+        first: int | None = 20,
+        after: str | None = None,
+        include_canceled: bool | None = False,
+        include_drafts: bool | None = True,
+    ) -> Annotated[OrderConnection, strawberry.lazy("graph.types.order")]:
+        from graph.types.order import contact_orders  # order.py imports this module
+
+        return await contact_orders(info, self.doc["_id"], first, after, include_canceled, include_drafts)
+
+    @strawberry.field(description="The activity log, newest first; a READER key does not see notes.")
+    async def activity(
+        self,
+        info: strawberry.Info,
+        first: int | None = 50,
+        after: str | None = None,
+        kinds: list[Annotated[ActivityKind, strawberry.lazy("graph.types.activity")]] | None = None,
+    ) -> Annotated[ActivityConnection, strawberry.lazy("graph.types.activity")]:
+        from graph.types.activity import contact_activity  # activity.py imports this module
+
+        return await contact_activity(info, self.doc["_id"], first, after, kinds)
+
+    @strawberry.field(description="Internal notes (activity of kind NOTE), newest first, at most `first` (250); STAFF and ADMIN keys only.")
+    async def notes(
+        self, info: strawberry.Info, first: int | None = 250
+    ) -> list[Annotated[ActivityEntry, strawberry.lazy("graph.types.activity")]]:
+        from graph.types.activity import contact_notes
+
+        return await contact_notes(info, self.doc["_id"], first)
+
     @classmethod
     def from_doc(cls, doc: dict[str, Any], currency: str | None) -> Contact:
         count = doc.get("orderCount") or 0
@@ -107,11 +144,18 @@ class ContactEdge:
     node: Contact
 
 
+def _contact_edges(root: ContactConnection) -> list[ContactEdge]:
+    # Each cursor is a JSON + base64 encoding: made only when a client selects edges.
+    page = root.page
+    return [ContactEdge(cursor=page.cursor(row), node=node) for row, node in zip(page.rows, root.nodes, strict=True)]
+
+
 @strawberry.type(description="A page of contacts.")
 class ContactConnection:
-    edges: list[ContactEdge]
+    edges: list[ContactEdge] = strawberry.field(resolver=_contact_edges)
     nodes: list[Contact]
     page_info: PageInfo
+    page: strawberry.Private[Page]
     database: strawberry.Private[Database]
     match: strawberry.Private[dict[str, Any]]
 
@@ -121,17 +165,16 @@ class ContactConnection:
 
     @classmethod
     def from_page(cls, page: Page, currency: str | None, database: Database, match: dict[str, Any]) -> ContactConnection:
-        nodes = [Contact.from_doc(row, currency) for row in page.rows]
-        edges = [ContactEdge(cursor=page.cursor(row), node=node) for row, node in zip(page.rows, nodes, strict=True)]
+        rows = page.rows
         return cls(
-            edges=edges,
-            nodes=nodes,
+            nodes=[Contact.from_doc(row, currency) for row in rows],
             page_info=PageInfo(
                 has_next_page=page.has_next,
                 has_previous_page=page.has_previous,
-                start_cursor=edges[0].cursor if edges else None,
-                end_cursor=edges[-1].cursor if edges else None,
+                start_cursor=page.cursor(rows[0]) if rows else None,
+                end_cursor=page.cursor(rows[-1]) if rows else None,
             ),
+            page=page,
             database=database,
             match=match,
         )

@@ -28,6 +28,10 @@ class ContactFilter:
     created_before: DateTime | None = None
     marketing_state: MarketingState | None = None
     has_account: bool | None = None
+    segment: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="A saved segment (its id, or FIRST_TIME_CUSTOMERS / REPEAT_CUSTOMERS); combined with the other fields by AND.",
+    )
 
     def to_spec(self) -> ContactFilterSpec:
         return ContactFilterSpec(

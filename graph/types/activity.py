@@ -1,0 +1,181 @@
+"""The activity log on the contact page: entries, their connection, and the note payloads."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated, Any
+
+import strawberry
+from bson import ObjectId
+
+from graph.context import Info
+from graph.errors import bad_input, forbidden, refusal_errors
+from graph.types.common import PageInfo, UserError
+from graph.types.contact import Contact
+from graph.types.node import Node, encode_id
+from graph.types.scalars import DateTime
+from loaders.activity import CURSOR_FIELD, ActivityPage, ActivityQuery
+from loaders.keyset import MAX_PAGE, decode_cursor, encode_cursor
+from resolvers.errors import Refused
+from resolvers.shops import Role
+
+if TYPE_CHECKING:
+    from graph.types.order import Order
+
+DEFAULT_PAGE = 50
+NOTES_MAX = 250
+# Notes are internal to the shop's staff: a READER key (reporting) sees the
+# rest of the log but not them, and nothing else can read contacts at all.
+NOTE_ROLES = frozenset({Role.ADMIN, Role.STAFF})
+
+
+@strawberry.enum(description="What an activity entry records.")
+class ActivityKind(Enum):
+    CONTACT_CREATED = strawberry.enum_value("CONTACT_CREATED", description="The contact was created.")
+    DETAILS_UPDATED = strawberry.enum_value("DETAILS_UPDATED", description="Details were edited by hand.")
+    NOTE = strawberry.enum_value("NOTE", description="An internal note by staff.")
+    ORDER_PLACED = strawberry.enum_value("ORDER_PLACED", description="An order was placed.")
+    ORDER_CANCELED = strawberry.enum_value("ORDER_CANCELED", description="An order was canceled.")
+    DRAFT_ORDER_CREATED = strawberry.enum_value("DRAFT_ORDER_CREATED", description="Staff made a draft order.")
+    CONVERTED_TO_CUSTOMER = strawberry.enum_value("CONVERTED_TO_CUSTOMER", description="A lead became a customer.")
+    MESSAGE_SENT = strawberry.enum_value("MESSAGE_SENT", description="An e-mail was delivered; the text is its subject.")
+    FORM_SUBMITTED = strawberry.enum_value("FORM_SUBMITTED", description="A contact form was submitted; the text is the message.")
+    CONSENT_CHANGED = strawberry.enum_value("CONSENT_CHANGED", description="A marketing consent event was recorded.")
+    LABELS_CHANGED = strawberry.enum_value("LABELS_CHANGED", description="Labels were added, removed or renamed.")
+    CONTACTS_MERGED = strawberry.enum_value("CONTACTS_MERGED", description="Duplicates were merged into this contact.")
+
+
+@strawberry.type(description="One entry of a contact's activity log.")
+class ActivityEntry(Node):
+    kind: ActivityKind
+    at: DateTime = strawberry.field(description="When it happened (for notes: when written).")
+    author: str | None = strawberry.field(
+        description="The API key's name for entries made by staff; null for system entries."
+    )
+    text: str | None = strawberry.field(description="The note, the message subject, the form message, ...")
+    edited_at: DateTime | None = strawberry.field(description="When a note was last edited.")
+    order_id: strawberry.Private[ObjectId | None]
+
+    @strawberry.field(description="The order, for order entries; null when it no longer exists.")
+    async def order(self, info: Info) -> Annotated[Order, strawberry.lazy("graph.types.order")] | None:
+        if self.order_id is None:
+            return None
+        doc = await info.context.loaders.order_by_id.load(self.order_id)
+        if doc is None:
+            return None
+        from graph.types.order import Order  # order.py imports the contact types this module needs
+
+        return Order.from_doc(doc)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> ActivityEntry:
+        return cls(
+            id=strawberry.ID(encode_id("ActivityEntry", doc["_id"])),
+            kind=ActivityKind(doc["kind"]),
+            at=doc["at"],
+            author=doc.get("author"),
+            text=doc.get("text"),
+            edited_at=doc.get("editedAt"),
+            order_id=doc.get("orderId"),
+        )
+
+
+@strawberry.type
+class ActivityEdge:
+    cursor: str
+    node: ActivityEntry
+
+
+@strawberry.type(description="A page of a contact's activity log, newest first.")
+class ActivityConnection:
+    edges: list[ActivityEdge]
+    nodes: list[ActivityEntry]
+    page_info: PageInfo
+    total_count: int = strawberry.field(description="Entries of the requested kinds over all pages.")
+
+    @classmethod
+    def from_page(cls, page: ActivityPage) -> ActivityConnection:
+        nodes = [ActivityEntry.from_doc(e) for e in page.entries]
+        edges = [
+            ActivityEdge(cursor=encode_cursor(CURSOR_FIELD, e["at"], e["_id"]), node=node)
+            for e, node in zip(page.entries, nodes, strict=True)
+        ]
+        return cls(
+            edges=edges,
+            nodes=nodes,
+            page_info=PageInfo(
+                has_next_page=page.has_next,
+                has_previous_page=page.has_previous,
+                start_cursor=edges[0].cursor if edges else None,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+            total_count=page.total_count,
+        )
+
+
+def may_read_notes(info: Info) -> bool:
+    return info.context.key.role in NOTE_ROLES
+
+
+def visible_kinds(info: Info, kinds: list[ActivityKind] | None) -> tuple[str, ...] | None:
+    """The kinds a caller asked for, less those its role may not read; None for all."""
+    if kinds is None and may_read_notes(info):
+        return None
+    wanted = [k.value for k in (kinds if kinds is not None else list(ActivityKind))]
+    if not may_read_notes(info):
+        wanted = [k for k in wanted if k != ActivityKind.NOTE.value]
+    return tuple(sorted(set(wanted)))
+
+
+def visible_entry(info: Info, doc: dict[str, Any]) -> bool:
+    return doc.get("kind") != ActivityKind.NOTE.value or may_read_notes(info)
+
+
+EMPTY_PAGE = ActivityPage(entries=[], has_next=False, has_previous=False, total_count=0)
+
+
+async def contact_activity(
+    info: Info, contact_id: ObjectId, first: int | None, after: str | None, kinds: list[ActivityKind] | None
+) -> ActivityConnection:
+    size = DEFAULT_PAGE if first is None else first
+    if not 1 <= size <= MAX_PAGE:
+        raise bad_input(f"`first` must be between 1 and {MAX_PAGE}, got {size}.")
+    cursor = decode_cursor(after, CURSOR_FIELD) if after is not None else None
+    wanted = visible_kinds(info, kinds)
+    if wanted == ():
+        return ActivityConnection.from_page(EMPTY_PAGE)
+    page = await info.context.loaders.activity_page.load(ActivityQuery(contact_id, size, cursor, wanted))
+    return ActivityConnection.from_page(page or EMPTY_PAGE)
+
+
+async def contact_notes(info: Info, contact_id: ObjectId, first: int | None) -> list[ActivityEntry]:
+    if not may_read_notes(info):
+        raise forbidden("Notes are internal: only STAFF and ADMIN keys may read them.")
+    size = NOTES_MAX if first is None else first
+    if not 1 <= size <= NOTES_MAX:
+        raise bad_input(f"`first` must be between 1 and {NOTES_MAX}, got {size}.")
+    page = await info.context.loaders.activity_page.load(
+        ActivityQuery(contact_id, size, None, (ActivityKind.NOTE.value,))
+    )
+    return [ActivityEntry.from_doc(e) for e in (page.entries if page else [])]
+
+
+@strawberry.type
+class NotePayload:
+    note: ActivityEntry | None = None
+    contact: Contact | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+    @classmethod
+    def refused(cls, refusal: Refused) -> NotePayload:
+        return cls(user_errors=refusal_errors(refusal))
+
+
+@strawberry.type
+class NoteDeletePayload:
+    deleted_note_id: strawberry.ID | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+    @classmethod
+    def refused(cls, refusal: Refused) -> NoteDeletePayload:
+        return cls(user_errors=refusal_errors(refusal))

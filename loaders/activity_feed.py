@@ -1,0 +1,181 @@
+"""New activity entries as they are written, from one MongoDB change stream per process.
+
+Every subscriber shares one change stream on `contacts` (opened with the
+first subscriber, closed after the last one): a stream per subscriber would
+hold a pooled connection each, and a hundred open contact pages would starve
+the API's own queries.
+
+A change event carries the entries as written: the whole `activity` array
+(a `$push` with `$sort` rewrites it) or single positions (`activity.3`),
+depending on the server. An entry counts as new for a subscriber when its
+id was made after the subscriber started listening and was not delivered
+before; so entries that only moved (re-sorted, or archived) are never
+delivered twice, and an old event recorded late (an order placed last
+week, arriving now) still is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from bson import ObjectId
+from pymongo.errors import PyMongoError
+
+from loaders.mongo import Database, Doc
+
+log = logging.getLogger("contactgraph")
+
+_POSITION = re.compile(r"activity\.\d+")
+# Entries made this long before a subscriber started still count as new:
+# ids have one-second resolution, and a write may be under way meanwhile.
+GRACE = dt.timedelta(seconds=2)
+SEEN_MAX = 10_000
+QUEUE_MAX = 1_000
+READY_TIMEOUT_SECONDS = 10.0
+_END: Doc = {}
+
+
+def _written_entries(change: Doc) -> list[Doc]:
+    """The log entries an event shows as written, oldest first."""
+    if change.get("operationType") == "replace":
+        found = list((change.get("fullDocument") or {}).get("activity") or [])
+    else:
+        found = []
+        for path, value in ((change.get("updateDescription") or {}).get("updatedFields") or {}).items():
+            if path == "activity" and isinstance(value, list):
+                found.extend(value)
+            elif _POSITION.fullmatch(path) and isinstance(value, dict):
+                found.append(value)
+    entries = [e for e in found if isinstance(e, dict) and isinstance(e.get("_id"), ObjectId) and "at" in e]
+    return sorted(entries, key=lambda e: (e["at"], e["_id"]))
+
+
+@dataclass(eq=False)
+class _Listener:
+    contact_id: ObjectId
+    since: dt.datetime
+    queue: asyncio.Queue[Doc] = field(default_factory=lambda: asyncio.Queue(QUEUE_MAX))
+    seen: OrderedDict[ObjectId, None] = field(default_factory=OrderedDict)
+
+    def offer(self, entries: list[Doc]) -> None:
+        for entry in entries:
+            oid = entry["_id"]
+            if oid in self.seen or oid.generation_time < self.since:
+                continue
+            self.seen[oid] = None
+            if len(self.seen) > SEEN_MAX:
+                self.seen.popitem(last=False)
+            try:
+                self.queue.put_nowait(entry)
+            except asyncio.QueueFull:
+                log.warning("activity subscriber of %s is too slow; entry %s dropped", self.contact_id, oid)
+
+    def end(self) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(_END)
+
+    async def entries(self) -> AsyncIterator[Doc]:
+        while True:
+            entry = await self.queue.get()
+            if entry is _END:
+                return
+            yield entry
+
+
+class ActivityFeed:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._listeners: dict[ObjectId, set[_Listener]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def listen(self, shop_id: str, contact_id: ObjectId) -> AsyncIterator[AsyncIterator[Doc]]:
+        """New entries of one contact until the contact is deleted (or the caller stops)."""
+        listener = _Listener(contact_id, dt.datetime.now(dt.UTC).replace(microsecond=0) - GRACE)
+        async with self._lock:
+            self._listeners.setdefault(contact_id, set()).add(listener)
+            if self._task is None:
+                self._ready.clear()
+                self._task = asyncio.create_task(self._run())
+        try:
+            await asyncio.wait_for(self._ready.wait(), READY_TIMEOUT_SECONDS)
+            # Entries written while the stream was opening are in the document.
+            doc = await self.database.contacts.find_one(
+                {"shopId": shop_id, "_id": contact_id}, {"activity": {"$slice": 50}}
+            )
+            if doc is None:
+                listener.end()
+            else:
+                listener.offer(sorted(doc.get("activity") or [], key=lambda e: (e["at"], e["_id"])))
+            yield listener.entries()
+        finally:
+            await self._forget(listener)
+
+    async def _forget(self, listener: _Listener) -> None:
+        async with self._lock:
+            group = self._listeners.get(listener.contact_id)
+            if group is not None:
+                group.discard(listener)
+                if not group:
+                    del self._listeners[listener.contact_id]
+            task = self._task if not self._listeners else None
+            if task is not None:
+                self._task = None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def close(self) -> None:
+        async with self._lock:
+            for group in self._listeners.values():
+                for listener in group:
+                    listener.end()
+            self._listeners.clear()
+            task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _dispatch(self, change: Doc) -> None:
+        contact_id = (change.get("documentKey") or {}).get("_id")
+        group = self._listeners.get(contact_id) if isinstance(contact_id, ObjectId) else None
+        if not group:
+            return
+        if change.get("operationType") == "delete":
+            for listener in group:
+                listener.end()
+            return
+        entries = _written_entries(change)
+        for listener in list(group):
+            listener.offer(entries)
+
+    async def _run(self) -> None:
+        pipeline: list[Any] = [{"$match": {"operationType": {"$in": ["update", "replace", "delete"]}}}]
+        resume_token: Any = None
+        failures = 0
+        while True:
+            try:
+                async with await self.database.contacts.watch(pipeline, resume_after=resume_token) as stream:
+                    self._ready.set()
+                    failures = 0
+                    async for change in stream:
+                        resume_token = stream.resume_token
+                        self._dispatch(change)
+            except PyMongoError:
+                failures += 1
+                log.warning("activity change stream interrupted; reopening", exc_info=True)
+                if failures > 1:
+                    resume_token = None  # the token itself may be what fails: start afresh
+                await asyncio.sleep(min(30.0, 0.5 * 2**failures))

@@ -1,0 +1,477 @@
+"""Importing leads from a CSV file with the export's columns.
+
+Every row is checked before anything is written: one bad row stops the
+whole import (nothing written) unless bad rows are to be skipped. The file
+is read twice, once to check and once to write, so memory does not grow
+with its size beyond one e-mail key per row (to find repeated addresses).
+
+A new e-mail becomes a LEAD. An existing contact takes the row's non-empty
+details only while its details are not locked (a manual edit locks them),
+and gains the row's labels either way. Marketing consent from the file is
+recorded (source IMPORT) only for contacts that were never asked before,
+so an import never re-subscribes someone who unsubscribed.
+
+Columns that the shop computes (Type, Account, Total Orders, Total Spent,
+Average Order Value, Currency, Last Order Date, Customer Since, Created At)
+are read-only: an import ignores them.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from pymongo import ReturnDocument
+from pymongo.errors import BulkWriteError
+
+from loaders.contacts import label_key
+from loaders.mongo import Database, Doc
+from resolvers import activity
+from resolvers.clock import now
+from resolvers.consent import STATES
+from resolvers.contacts import new_contact, update_details
+from resolvers.csv_rows import COLUMNS, parse_address_text, restore
+from resolvers.errors import Problem, Refused
+from resolvers.labels import SHOP_LABEL_LIMIT, add_label_counts, normalize_labels, reserve_labels
+from resolvers.validation import COMPANY_MAX, NAME_MAX, Checker
+
+IMPORT_BATCH = 500
+IMPORT_TEXT = "CSV import"
+_COLUMN_KEYS = {c.casefold(): c for c in COLUMNS}
+DETAIL_COLUMNS = {"First Name": "firstName", "Last Name": "lastName", "Company": "company"}
+_ADDRESS_COLUMNS = {
+    "shippingAddress": ("Shipping Name", "Shipping Address", "Shipping Phone"),
+    "billingAddress": ("Billing Name", "Billing Address", "Billing Phone"),
+}
+_LOOKUP_PROJECTION = {
+    "email": 1,
+    "emailKey": 1,
+    "detailsLocked": 1,
+    "labelKeys": 1,
+    "firstName": 1,
+    "lastName": 1,
+    "phone": 1,
+    "company": 1,
+    "shippingAddress": 1,
+    "billingAddress": 1,
+    "consent.history.at": 1,
+}
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """Why a row (the header is row 1; None: the whole file) cannot be imported."""
+
+    row: int | None
+    column: str | None
+    message: str
+    code: str
+
+    def __str__(self) -> str:
+        where = "file" if self.row is None else f"row {self.row}"
+        if self.column:
+            where += f", {self.column}"
+        return f"{where}: {self.message} ({self.code})"
+
+
+@dataclass
+class ImportRow:
+    row: int
+    email: str
+    email_key: str
+    details: dict[str, Any]  # only what the row fills in
+    labels: list[str]
+    marketing_state: str | None
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    locked: int = 0  # existing contacts whose locked details the row would have changed
+    skipped: int = 0  # bad rows left out (--skip-bad-rows)
+    problems: list[RowProblem] = field(default_factory=list)
+    written: bool = False
+
+    @property
+    def bad_rows(self) -> int:
+        return len({p.row for p in self.problems if p.row is not None})
+
+
+Opener = Callable[[], TextIO]
+"""Opens the CSV text afresh (the file is read once to check and once to write)."""
+
+
+class _BadFile(Exception):
+    def __init__(self, problems: list[RowProblem]) -> None:
+        super().__init__("; ".join(map(str, problems)))
+        self.problems = problems
+
+
+def _header(cells: list[str]) -> dict[str, int]:
+    if cells and cells[0].startswith("\ufeff"):
+        cells = [cells[0][1:], *cells[1:]]
+    positions: dict[str, int] = {}
+    problems = []
+    for index, raw in enumerate(cells):
+        name = _COLUMN_KEYS.get(raw.strip().casefold())
+        if name is None:
+            problems.append(
+                RowProblem(1, raw.strip() or f"column {index + 1}", "Unknown column.", "INVALID")
+            )
+        elif name in positions:
+            problems.append(RowProblem(1, name, "Column appears twice.", "INVALID"))
+        else:
+            positions[name] = index
+    if "Email" not in positions and not problems:
+        problems.append(RowProblem(1, "Email", "The file needs an Email column.", "REQUIRED"))
+    if problems:
+        raise _BadFile(problems)
+    return positions
+
+
+def _records(stream: TextIO) -> Iterator[tuple[int, dict[str, int], list[str]]]:
+    """(row number, header positions, cells) for every non-empty record."""
+    reader = csv.reader(stream, strict=True)
+    try:
+        first = next(reader, None)
+        if first is None:
+            raise _BadFile([RowProblem(None, None, "The file is empty.", "REQUIRED")])
+        positions = _header(first)
+        for number, cells in enumerate(reader, start=2):
+            if cells:
+                yield number, positions, cells
+    except csv.Error as err:
+        raise _BadFile(
+            [RowProblem(None, None, f"Not a readable CSV file: {err}.", "INVALID")]
+        ) from None
+    except UnicodeDecodeError:
+        raise _BadFile([RowProblem(None, None, "The file is not UTF-8 text.", "INVALID")]) from None
+
+
+def check_row(
+    number: int, positions: dict[str, int], cells: list[str]
+) -> ImportRow | list[RowProblem]:
+    if len(cells) != len(positions):
+        return [
+            RowProblem(
+                number,
+                None,
+                f"The row has {len(cells)} cells; the header has {len(positions)}.",
+                "INVALID",
+            )
+        ]
+
+    def cell(column: str) -> str | None:
+        at = positions.get(column)
+        value = restore(cells[at]).strip() if at is not None else ""
+        return value or None
+
+    check = Checker()
+    email = check.email(("Email",), cell("Email"), required=True)
+    details: dict[str, Any] = {}
+    for column, key in DETAIL_COLUMNS.items():
+        limit = COMPANY_MAX if key == "company" else NAME_MAX
+        value = check.text((column,), cell(column), limit)
+        if value is not None:
+            details[key] = value
+    for key, (name_column, address_column, phone_column) in _ADDRESS_COLUMNS.items():
+        given = {"name": cell(name_column), "phone": cell(phone_column)}
+        text = cell(address_column)
+        if text:
+            given.update(parse_address_text(text))
+        if any(given.values()):
+            before = len(check.problems)
+            address = check.address((key,), given)
+            # Report address problems under the column the person sees.
+            for i in range(before, len(check.problems)):
+                part = check.problems[i].field[-1] if check.problems[i].field else None
+                column = {"name": name_column, "phone": phone_column}.get(str(part), address_column)
+                check.problems[i] = Problem(
+                    (column,), check.problems[i].message, check.problems[i].code
+                )
+            if address:
+                details[key] = address
+    region = (details.get("shippingAddress") or details.get("billingAddress") or {}).get(
+        "countryCode"
+    )
+    phone = check.phone(("Phone",), cell("Phone"), region)
+    if phone is not None:
+        details["phone"] = phone
+    labels_text = cell("Labels")
+    labels = normalize_labels(check, ("Labels",), labels_text.split(",")) if labels_text else []
+    state = cell("Marketing State")
+    if state is not None and state.upper() not in STATES:
+        check.add(
+            ("Marketing State",), f"Marketing State must be one of {', '.join(STATES)}.", "INVALID"
+        )
+    if not check.ok or email is None:
+        return [
+            RowProblem(number, str(p.field[0]) if p.field else None, p.message, p.code)
+            for p in check.problems
+        ]
+    return ImportRow(number, email[0], email[1], details, labels, state.upper() if state else None)
+
+
+@dataclass
+class _Checked:
+    report: ImportReport
+    labels: dict[str, str]  # key -> first spelling, over the rows to import
+    bad: set[int]
+
+
+async def _check_file(database: Database, shop_id: str, open_stream: Opener) -> _Checked:
+    report = ImportReport()
+    labels: dict[str, str] = {}
+    bad: set[int] = set()
+    first_row: dict[str, int] = {}
+    try:
+        with open_stream() as stream:
+            for number, positions, cells in _records(stream):
+                report.rows += 1
+                checked = check_row(number, positions, cells)
+                if isinstance(checked, list):
+                    report.problems.extend(checked)
+                    bad.add(number)
+                    continue
+                seen = first_row.setdefault(checked.email_key, number)
+                if seen != number:
+                    report.problems.append(
+                        RowProblem(number, "Email", f"The same email is on row {seen}.", "INVALID")
+                    )
+                    bad.add(number)
+                    continue
+                for name in checked.labels:
+                    labels.setdefault(label_key(name), name)
+    except _BadFile as err:
+        report.problems.extend(err.problems)
+        return _Checked(report, labels, bad)
+    if labels:
+        existing = await database.labels.count_documents(
+            {"shopId": shop_id, "key": {"$in": list(labels)}}
+        )
+        shop = await database.shops.find_one({"_id": shop_id}, {"labelCount": 1}) or {}
+        if (shop.get("labelCount") or 0) + len(labels) - existing > SHOP_LABEL_LIMIT:
+            report.problems.append(
+                RowProblem(
+                    None,
+                    "Labels",
+                    f"A shop can have at most {SHOP_LABEL_LIMIT} distinct labels.",
+                    "LIMIT_EXCEEDED",
+                )
+            )
+    return _Checked(report, labels, bad)
+
+
+def _consent_from_import(state: str, author: str, at: dt.datetime) -> tuple[Doc, Doc]:
+    """(consent as stored, its CONSENT_CHANGED entry) for a state read from the file."""
+    event = {
+        "state": state,
+        "optInLevel": "UNKNOWN",
+        "at": at,
+        "source": "IMPORT",
+        "actor": author,
+        "evidence": IMPORT_TEXT,
+    }
+    consent = {k: event[k] for k in ("state", "optInLevel", "at", "source")} | {"history": [event]}
+    text = f"Marketing consent: {state} (IMPORT)"
+    return consent, activity.entry("CONSENT_CHANGED", author=author, text=text, at=at)
+
+
+def _consent_to_record(row: ImportRow) -> str | None:
+    state = row.marketing_state
+    return state if state and state != "NOT_SUBSCRIBED" else None
+
+
+def _new_doc(shop_id: str, row: ImportRow, author: str) -> Doc:
+    at = now()
+    entries = [activity.entry("CONTACT_CREATED", author=author, text=IMPORT_TEXT, at=at)]
+    doc = new_contact(shop_id, row.email, row.email_key, "LEAD", row.details, at, labels=row.labels)
+    state = _consent_to_record(row)
+    if state:
+        doc["consent"], logged = _consent_from_import(state, author, at)
+        entries.append(logged)
+    doc["activity"] = sorted(entries, key=activity.sort_key, reverse=True)
+    doc["activityCount"] = doc["activityEmbedded"] = len(entries)
+    return doc
+
+
+class _Writer:
+    """Writes checked rows a batch at a time; with `dry_run`, only decides what it would do."""
+
+    def __init__(
+        self, database: Database, shop_id: str, author: str, report: ImportReport, dry_run: bool
+    ) -> None:
+        self.database = database
+        self.shop_id = shop_id
+        self.author = author
+        self.report = report
+        self.dry_run = dry_run
+        self.label_counts: Counter[str] = Counter()
+
+    async def batch(self, rows: list[ImportRow]) -> None:
+        found = await self.database.contacts.find(
+            {"shopId": self.shop_id, "emailKey": {"$in": [r.email_key for r in rows]}},
+            _LOOKUP_PROJECTION,
+        ).to_list()
+        existing = {doc["emailKey"]: doc for doc in found}
+        fresh = [r for r in rows if r.email_key not in existing]
+        raced = await self._create(fresh)
+        if raced:
+            # Created by someone else since the look-up: update them like the others.
+            again = await self.database.contacts.find(
+                {"shopId": self.shop_id, "emailKey": {"$in": [r.email_key for r in raced]}},
+                _LOOKUP_PROJECTION,
+            ).to_list()
+            existing.update({doc["emailKey"]: doc for doc in again})
+        for row in rows:
+            if row.email_key in existing:
+                await self._update(row, existing[row.email_key])
+
+    async def _create(self, rows: list[ImportRow]) -> list[ImportRow]:
+        if not rows:
+            return []
+        if self.dry_run:
+            self.report.created += len(rows)
+            return []
+        docs = [_new_doc(self.shop_id, row, self.author) for row in rows]
+        failed: set[int] = set()
+        try:
+            await self.database.contacts.insert_many(docs, ordered=False)
+        except BulkWriteError as err:
+            errors = err.details.get("writeErrors", [])
+            if any(e.get("code") != 11000 for e in errors):
+                raise
+            failed = {e["index"] for e in errors}
+        for index, doc in enumerate(docs):
+            if index not in failed:
+                self.report.created += 1
+                self.label_counts.update(doc["labelKeys"])
+        return [rows[i] for i in sorted(failed)]
+
+    async def _update(self, row: ImportRow, current: Doc) -> None:
+        changes = {k: v for k, v in row.details.items() if current.get(k) != v}
+        new_labels = [
+            n for n in row.labels if label_key(n) not in set(current.get("labelKeys") or [])
+        ]
+        applied = False
+        locked = bool(changes) and bool(current.get("detailsLocked"))
+        if changes and not locked and not self.dry_run:
+            log = activity.push(
+                [activity.entry("DETAILS_UPDATED", author=self.author, text=IMPORT_TEXT)]
+            )
+            doc = await update_details(
+                self.database, self.shop_id, current["_id"], changes, log, only_if_unlocked=True
+            )
+            if doc is None:
+                locked = True  # locked (or deleted) since the look-up
+            else:
+                applied = True
+                await activity.spill_overflow(self.database, self.shop_id, doc)
+        elif changes and not locked:
+            applied = True
+        state = _consent_to_record(row)
+        if state and not (current.get("consent") or {}).get("history"):
+            if self.dry_run:
+                applied = True
+            else:
+                consent, logged = _consent_from_import(state, self.author, now())
+                # Only while the person was never asked: the condition makes that atomic.
+                doc = await self.database.contacts.find_one_and_update(
+                    {
+                        "shopId": self.shop_id,
+                        "_id": current["_id"],
+                        "consent.history.0": {"$exists": False},
+                    },
+                    activity.merge_updates(
+                        {"$set": {"consent": consent, "updatedAt": consent["at"]}},
+                        activity.push([logged]),
+                    ),
+                    projection={"activity": 0},
+                    return_document=ReturnDocument.AFTER,
+                )
+                if doc is not None:
+                    applied = True
+                    await activity.spill_overflow(self.database, self.shop_id, doc)
+        for name in new_labels:
+            if self.dry_run:
+                applied = True
+                continue
+            key = label_key(name)
+            # Conditional on the label being absent, so a racing labelsAdd cannot count it twice.
+            result = await self.database.contacts.update_one(
+                {"shopId": self.shop_id, "_id": current["_id"], "labelKeys": {"$ne": key}},
+                {"$push": {"labels": name, "labelKeys": key}, "$set": {"updatedAt": now()}},
+            )
+            if result.modified_count:
+                applied = True
+                self.label_counts[key] += 1
+        if locked:
+            self.report.locked += 1
+        elif applied:
+            self.report.updated += 1
+        else:
+            self.report.unchanged += 1
+
+    async def finish(self) -> None:
+        for key, count in self.label_counts.items():
+            await add_label_counts(self.database, self.shop_id, [key], count)
+
+
+async def import_contacts(
+    database: Database,
+    shop_id: str,
+    open_stream: Opener,
+    *,
+    author: str = IMPORT_TEXT,
+    dry_run: bool = False,
+    skip_bad_rows: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportReport:
+    """Check every row, then (unless refused or a dry run) write them; the report says what happened.
+
+    `progress(rows, total)` is called after each batch with the rows just
+    handled and the number of rows to handle in all.
+    """
+    checked = await _check_file(database, shop_id, open_stream)
+    report = checked.report
+    file_problems = [p for p in report.problems if p.row is None or p.row == 1]
+    if file_problems or (report.problems and not skip_bad_rows):
+        return report
+    report.skipped = len(checked.bad)
+    if not dry_run:
+        try:
+            await reserve_labels(database, shop_id, list(checked.labels.values()))
+        except Refused as refusal:
+            report.problems.extend(
+                RowProblem(None, "Labels", p.message, p.code) for p in refusal.problems
+            )
+            return report
+    writer = _Writer(database, shop_id, author, report, dry_run)
+    total = report.rows - len(checked.bad)
+    batch: list[ImportRow] = []
+    with open_stream() as stream:
+        for number, positions, cells in _records(stream):
+            if number in checked.bad:
+                continue
+            row = check_row(number, positions, cells)
+            assert isinstance(row, ImportRow)  # checked in the first pass
+            batch.append(row)
+            if len(batch) >= IMPORT_BATCH:
+                await writer.batch(batch)
+                if progress:
+                    progress(len(batch), total)
+                batch = []
+        if batch:
+            await writer.batch(batch)
+            if progress:
+                progress(len(batch), total)
+    await writer.finish()
+    report.written = not dry_run
+    return report
