@@ -2,27 +2,35 @@
 
     .venv/bin/python bench/contacts_page.py --contacts 2000 --iterations 60
 
-Seeds N contacts on a database of its own (embedded SecantusDB in memory,
-or MONGODB_URI), serves the real app with uvicorn (1 and 2 workers) and
-prints one JSON document:
+Seeds N contacts (as `contactgraph seed --contacts N`) on a database of its
+own (embedded SecantusDB in memory, or MONGODB_URI), serves the real app
+with uvicorn (uvloop, httptools) and prints one JSON document:
 
 - page: `contacts(first: 50, sortKey: NAME) { totalCount nodes { <every
-  scalar field of Contact> } }` over HTTP, next to the same reads done with
-  a bare AsyncMongoClient (find + count) and plain graphql-core executing
-  the same query on build_schema(graph/schema.graphql) with the fetched
-  documents as dicts (the floor any GraphQL server pays). Measured
-  interleaved, iteration by iteration, in one run.
+  scalar field of Contact> } }` over HTTP (1 worker), next to the same
+  reads done with a bare AsyncMongoClient (find + count) and plain
+  graphql-core executing the same query on build_schema(graph/schema.graphql)
+  with the fetched documents as dicts (the floor any GraphQL server pays;
+  parsed and validated once, as our caches do; `floor_with_parse` parses
+  and validates every time). Measured interleaved, round by round, in one run.
   page_ratio = api / (raw + floor); overhead = api - raw;
   overhead_over_floor = overhead / floor (architecture.md's measure).
+  `cpu` gives the same in CPU milliseconds (the API server process vs this
+  process), which load from other processes on a shared machine distorts
+  far less than wall time. `--baseline DIR` times another checkout's app in
+  the same rounds, for before/after comparisons.
 - commands_per_page: MongoDB commands for the page at first 10, 50, 250,
   counted in process (httpx ASGI transport + a PyMongo command listener).
-- throughput: requests per second at 16 concurrent clients, 1 and 2 workers.
+- throughput: requests per second at 16 concurrent clients with 1 and 2
+  workers, for the page and for a control query that never reaches the
+  database, with the CPU cores the API, the database and the clients used.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -64,6 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="DIR",
         help="also serve the app from another checkout (e.g. a git worktree of an earlier commit) "
         "and time it in the same interleaved rounds",
+    )
+    parser.add_argument(
+        "--access-log", action="store_true", help="throughput servers log every request, as `contactgraph serve` does"
     )
     parser.add_argument("--skip-control", action="store_true", help="no throughput run of the database-free control query")
     args = parser.parse_args(argv)
@@ -295,7 +306,7 @@ async def load(server: harness.DatabaseServer, key: str, args: argparse.Namespac
     for name, request in subjects.items():
         runs: dict[str, Any] = {}
         for workers in args.workers:
-            with harness.ApiServer(server, workers=workers) as api:
+            with harness.ApiServer(server, workers=workers, access_log=args.access_log) as api:
                 watch = {"api": harness.ProcessCpu(api.process.pid)}  # type: ignore[union-attr]
                 if server.pid is not None:
                     watch["database"] = harness.ProcessCpu(server.pid)
@@ -338,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     result = harness.run(main_async(args))
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
+    result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     harness.emit(result)
     return 0
 

@@ -2,9 +2,14 @@
 
 Benchmarks print numbers (JSON on stdout, progress on stderr); they never
 pass or fail. Everything here talks to real processes on loopback: the
-embedded SecantusDB (or MONGODB_URI), and uvicorn running the app exactly as
+embedded SecantusDB (or MONGODB_URI), and uvicorn running the app as
 `contactgraph serve` does (factory `graph.app:app_from_env`, uvloop,
-httptools).
+httptools; the access log only when asked for).
+
+The machine is usually shared: measure things side by side in one run
+(`SideBySide`), report medians with their spread (`summary`), and prefer CPU
+time (`ProcessCpu`, `SideBySide.cpu`) where other processes' load would
+swamp a wall-clock difference.
 """
 
 from __future__ import annotations
@@ -144,9 +149,15 @@ class ApiServer:
     """uvicorn serving the real app in child processes on a free loopback port."""
 
     def __init__(
-        self, server: DatabaseServer, workers: int = 1, key_cache_seconds: int = 5, root: Path = ROOT
+        self,
+        server: DatabaseServer,
+        workers: int = 1,
+        key_cache_seconds: int = 5,
+        root: Path = ROOT,
+        access_log: bool = False,
     ) -> None:
         self.server = server
+        self.access_log = access_log  # `contactgraph serve` logs every request (log level info)
         self.workers = workers
         self.key_cache_seconds = key_cache_seconds
         self.root = Path(root)  # another checkout serves its own code (see --baseline)
@@ -164,7 +175,8 @@ class ApiServer:
             "--host", "127.0.0.1", "--port", str(self.port),
             "--workers", str(self.workers),
             "--loop", "uvloop", "--http", "httptools",
-            "--no-access-log", "--log-level", "warning",
+            # info: each worker's "Application startup complete" tells when all are up.
+            "--log-level", "info", "--access-log" if self.access_log else "--no-access-log",
             # Interleaved rounds leave a connection idle for seconds at a
             # time; uvicorn's default (5 s) would close it under the client.
             "--timeout-keep-alive", "300",
@@ -204,15 +216,11 @@ class ApiServer:
     def _wait_for_workers(self, deadline: float) -> None:
         # The first worker up answers /healthz; the others share the socket
         # only once their lifespan has run, which their log line tells.
-        import psutil
-
-        parent = psutil.Process(self.process.pid)  # type: ignore[union-attr]
         while time.monotonic() < deadline:
-            children = parent.children()
-            started = self.output().count("Application startup complete")
-            if len(children) >= self.workers and started >= self.workers:
+            if self.output().count("Application startup complete") >= self.workers:
                 return
             time.sleep(0.1)
+        raise RuntimeError(f"not all {self.workers} uvicorn workers started:\n{self.output()[-3000:]}")
 
     def output(self) -> str:
         if self._output is None:

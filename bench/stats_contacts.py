@@ -18,8 +18,10 @@ Measured interleaved, iteration by iteration.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +62,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@contextlib.contextmanager
+def database_server() -> Iterator[harness.DatabaseServer]:
+    """MONGODB_URI when set, else an embedded server in memory with room for 100,000 contacts."""
+    if os.environ.get("MONGODB_URI"):
+        with harness.database_server() as server:
+            yield server
+        return
+    from graph.embedded import EmbeddedServer
+
+    # An in-memory server holds only what fits its cache (256 MB by default).
+    with EmbeddedServer(":memory:", cache_size="2G") as embedded:
+        yield harness.DatabaseServer(
+            embedded.uri, "embedded-secantusdb", f"contactgraph_bench_{os.getpid()}"
+        )
+
+
 async def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from loaders.contacts import ContactFilterSpec, contact_match
     from loaders.stats import contact_stats
 
-    with harness.database_server() as server:
+    with database_server() as server:
         async with harness.open_database(server) as database:
             log(f"seeding {args.contacts} contacts with {args.orders_per_contact} orders each ...")
             seeded = await harness.seed_contacts(

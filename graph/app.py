@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.types.unset import UNSET
 from strawberry.http import GraphQLHTTPResponse
 
 from graph.auth import KeyCache, bearer_token
@@ -28,10 +29,12 @@ from graph.csv_export import export_contacts
 from graph.errors import MASKED_MESSAGE, format_error
 from graph.schema import build_schema
 from graph.settings import Settings
+from graph.unsubscribe import unsubscribe_endpoint
 from graph.webhooks import order_webhook
 from loaders.activity_feed import ActivityFeed
 from loaders.container import Loaders
 from loaders.mongo import Database, connect, ensure_indexes
+from resolvers.outbox import Outbox, RetryPolicy, SmtpServer
 
 log = logging.getLogger("contactgraph")
 
@@ -136,7 +139,7 @@ class ContactgraphGraphQL(GraphQL):
         request.state.auth = found
         context.key, context.shop = found
         context.loaders = Loaders(context.database, context.shop.id)
-        return await super().on_ws_connect(context)
+        return UNSET  # acknowledged, without a payload
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:  # type: ignore[override]
         data: GraphQLHTTPResponse = {"data": result.data}
@@ -234,6 +237,16 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+def _outbox(database: Database, settings: Settings) -> Outbox:
+    policy = RetryPolicy(
+        first_delay=settings.outbox_retry_first_seconds,
+        max_delay=settings.outbox_retry_max_seconds,
+        give_up_after=settings.outbox_give_up_hours * 3600,
+    )
+    server = SmtpServer.from_url(settings.smtp_url or "")
+    return Outbox(database, server, settings.mail_from, policy, settings.outbox_poll_seconds)
+
+
 def create_app(settings: Settings) -> Starlette:
     if not settings.mongodb_uri:
         raise ValueError("create_app needs settings.mongodb_uri (the CLI starts the embedded server)")
@@ -250,9 +263,15 @@ def create_app(settings: Settings) -> Starlette:
         app.state.settings = settings
         app.state.key_cache = KeyCache(settings.key_cache_seconds)
         app.state.activity_feed = ActivityFeed(database)
+        # Without SMTP_URL messages stay QUEUED: nothing delivers them.
+        app.state.outbox = _outbox(database, settings) if settings.smtp_url else None
+        if app.state.outbox is not None:
+            app.state.outbox.start()
         try:
             yield
         finally:
+            if app.state.outbox is not None:
+                await app.state.outbox.stop()
             await app.state.activity_feed.close()
             await client.close()
 
@@ -260,6 +279,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/graphql", endpoint, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", endpoint),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/unsubscribe/{token}", unsubscribe_endpoint, methods=["GET", "POST"]),
         Route("/exports/contacts.csv", export_contacts, methods=["GET"]),
         Route("/webhooks/orders", order_webhook(schema, settings), methods=["POST"]),
     ]

@@ -22,6 +22,7 @@ from graph.operations.contacts import ContactMutation, ContactQuery
 from graph.operations.forms import FormMutation
 from graph.operations.labels import LabelMutation, LabelQuery
 from graph.operations.merging import MergeMutation, MergeQuery
+from graph.operations.messages import MessageMutation, MessageQuery
 from graph.operations.orders import OrderMutation, OrderQuery
 from graph.operations.privacy import PrivacyMutation, PrivacyQuery
 from graph.operations.reporting import ReportingQuery
@@ -34,7 +35,8 @@ SCHEMA_FILE = Path(__file__).with_name("schema.graphql")
 log = logging.getLogger("contactgraph")
 
 Query = merge_types(
-    "Query", (ContactQuery, SegmentQuery, OrderQuery, ReportingQuery, MergeQuery, PrivacyQuery, LabelQuery)
+    "Query",
+    (ContactQuery, SegmentQuery, OrderQuery, ReportingQuery, MergeQuery, PrivacyQuery, LabelQuery, MessageQuery),
 )
 Mutation = merge_types(
     "Mutation",
@@ -48,6 +50,7 @@ Mutation = merge_types(
         PrivacyMutation,
         LabelMutation,
         ConsentMutation,
+        MessageMutation,
     ),
 )
 Subscription = merge_types("Subscription", (ActivitySubscription,))

@@ -40,6 +40,12 @@ class Settings:
     max_tokens: int = 5_000
     form_rate_per_minute: int = 10
     key_cache_seconds: int = 5
+    # The outbox (SMTP delivery): how often it looks for due messages, the
+    # first retry delay (doubling up to the maximum), and when it gives up.
+    outbox_poll_seconds: float = 5.0
+    outbox_retry_first_seconds: float = 2.0
+    outbox_retry_max_seconds: float = 300.0
+    outbox_give_up_hours: float = 72.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -58,6 +64,8 @@ class Settings:
         }
         if values["smtp_url"] and not str(values["smtp_url"]).startswith(("smtp://", "smtps://")):
             raise SettingsError("SMTP_URL must start with smtp:// or smtps://")
+        values["outbox_retry_max_seconds"] = float(_int(env, "CONTACTGRAPH_OUTBOX_RETRY_MAX_SECONDS", 300, 1, 86_400))
+        values["outbox_give_up_hours"] = float(_int(env, "CONTACTGRAPH_OUTBOX_GIVE_UP_HOURS", 72, 1, 24 * 30))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 

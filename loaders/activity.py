@@ -58,12 +58,19 @@ def _window_pipeline(shop_id: str, ids: list[ObjectId], query: ActivityQuery) ->
     """Per contact: the first+1 embedded entries of the page, and the counts for totalCount."""
     array = {"$ifNull": ["$activity", []]}
     kind_cond = {"$in": ["$$e.kind", list(query.kinds)]} if query.kinds is not None else None
-    matching: Any = array if kind_cond is None else {"$filter": {"input": array, "as": "e", "cond": kind_cond}}
+    matching: Any = (
+        array if kind_cond is None else {"$filter": {"input": array, "as": "e", "cond": kind_cond}}
+    )
     conds: list[Any] = [kind_cond] if kind_cond is not None else []
     if query.after is not None:
         at, oid = query.after
         conds.append(
-            {"$or": [{"$lt": ["$$e.at", at]}, {"$and": [{"$eq": ["$$e.at", at]}, {"$lt": ["$$e._id", oid]}]}]}
+            {
+                "$or": [
+                    {"$lt": ["$$e.at", at]},
+                    {"$and": [{"$eq": ["$$e.at", at]}, {"$lt": ["$$e._id", oid]}]},
+                ]
+            }
         )
     candidates: Any = array
     if conds:
@@ -104,7 +111,15 @@ def _needs_archive(row: Doc, query: ActivityQuery) -> bool:
 
 # A bucket's bounds without its entries; an inclusion projection, so the
 # entries are never read into the reply.
-_BOUNDS = {"contactId": 1, "maxAt": 1, "maxId": 1, "minAt": 1, "minId": 1, "count": 1, "kindCounts": 1}
+_BOUNDS = {
+    "contactId": 1,
+    "maxAt": 1,
+    "maxId": 1,
+    "minAt": 1,
+    "minId": 1,
+    "count": 1,
+    "kindCounts": 1,
+}
 
 
 def _bucket_count(bucket: Doc, kinds: tuple[str, ...] | None) -> int:
@@ -148,7 +163,9 @@ class _Merge:
                 self.found[entry["_id"]] = entry
 
 
-async def _merge_archive(database: Database, shop_id: str, query: ActivityQuery, rows: dict[ObjectId, Doc]) -> None:
+async def _merge_archive(
+    database: Database, shop_id: str, query: ActivityQuery, rows: dict[ObjectId, Doc]
+) -> None:
     """Extend each row's window with archived entries, for every contact of one query shape.
 
     One query reads the bucket bounds of all these contacts, then each
@@ -162,7 +179,8 @@ async def _merge_archive(database: Database, shop_id: str, query: ActivityQuery,
     ).to_list()
     bounds.sort(key=lambda b: (b["maxAt"], b["maxId"]), reverse=True)
     merges: dict[ObjectId, _Merge] = {
-        contact_id: _Merge(query, {e["_id"]: e for e in row["window"]}) for contact_id, row in rows.items()
+        contact_id: _Merge(query, {e["_id"]: e for e in row["window"]})
+        for contact_id, row in rows.items()
     }
     for bucket in bounds:
         # Only buckets with entries of the kinds asked for, older than the cursor.
@@ -184,10 +202,14 @@ async def _merge_archive(database: Database, shop_id: str, query: ActivityQuery,
         ):
             merges[bucket["contactId"]].add(bucket.get("entries") or [])
     for contact_id, merge in merges.items():
-        rows[contact_id]["window"] = sorted(merge.found.values(), key=_key, reverse=True)[: query.first + 1]
+        rows[contact_id]["window"] = sorted(merge.found.values(), key=_key, reverse=True)[
+            : query.first + 1
+        ]
 
 
-async def load_pages(database: Database, shop_id: str, queries: Sequence[ActivityQuery]) -> list[ActivityPage | None]:
+async def load_pages(
+    database: Database, shop_id: str, queries: Sequence[ActivityQuery]
+) -> list[ActivityPage | None]:
     """Pages for many (contact, arguments) at once: one aggregation per distinct arguments.
 
     None for a contact that does not exist in the shop.
@@ -201,7 +223,9 @@ async def load_pages(database: Database, shop_id: str, queries: Sequence[Activit
         ids = list(dict.fromkeys(q.contact_id for q in group))
         rows = {
             row["_id"]: row
-            async for row in await database.contacts.aggregate(_window_pipeline(shop_id, ids, shape))
+            async for row in await database.contacts.aggregate(
+                _window_pipeline(shop_id, ids, shape)
+            )
         }
         archive_rows = {cid: row for cid, row in rows.items() if _needs_archive(row, shape)}
         if archive_rows:
@@ -234,7 +258,9 @@ class FoundEntry:
     entry: Doc
 
 
-async def find_entries(database: Database, shop_id: str, ids: Sequence[ObjectId]) -> list[FoundEntry | None]:
+async def find_entries(
+    database: Database, shop_id: str, ids: Sequence[ObjectId]
+) -> list[FoundEntry | None]:
     """Entries by id wherever they are, embedded or archived."""
     wanted = set(ids)
     found: dict[ObjectId, FoundEntry] = {}

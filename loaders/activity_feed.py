@@ -7,11 +7,12 @@ the API's own queries.
 
 A change event carries the entries as written: the whole `activity` array
 (a `$push` with `$sort` rewrites it) or single positions (`activity.3`),
-depending on the server. An entry counts as new for a subscriber when its
-id was made after the subscriber started listening and was not delivered
-before; so entries that only moved (re-sorted, or archived) are never
-delivered twice, and an old event recorded late (an order placed last
-week, arriving now) still is.
+depending on the server. An entry counts as new for a subscriber when it
+was not in the log when the subscriber started and was not delivered
+before; so entries that only moved (re-sorted) are never delivered twice,
+and an old event recorded late (an order placed last week, arriving now)
+still is. Entries whose ids are older than the subscription by far (moved
+in from a merged duplicate) are history, not news.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ from loaders.mongo import Database, Doc
 log = logging.getLogger("contactgraph")
 
 _POSITION = re.compile(r"activity\.\d+")
-# Entries made this long before a subscriber started still count as new:
-# ids have one-second resolution, and a write may be under way meanwhile.
-GRACE = dt.timedelta(seconds=2)
+# Ids made this long before a subscriber started can still be news: the
+# clocks of the API's processes may differ a little.
+GRACE = dt.timedelta(minutes=5)
 SEEN_MAX = 10_000
 QUEUE_MAX = 1_000
 READY_TIMEOUT_SECONDS = 10.0
@@ -49,12 +50,16 @@ def _written_entries(change: Doc) -> list[Doc]:
         found = list((change.get("fullDocument") or {}).get("activity") or [])
     else:
         found = []
-        for path, value in ((change.get("updateDescription") or {}).get("updatedFields") or {}).items():
+        for path, value in (
+            (change.get("updateDescription") or {}).get("updatedFields") or {}
+        ).items():
             if path == "activity" and isinstance(value, list):
                 found.extend(value)
             elif _POSITION.fullmatch(path) and isinstance(value, dict):
                 found.append(value)
-    entries = [e for e in found if isinstance(e, dict) and isinstance(e.get("_id"), ObjectId) and "at" in e]
+    entries = [
+        e for e in found if isinstance(e, dict) and isinstance(e.get("_id"), ObjectId) and "at" in e
+    ]
     return sorted(entries, key=lambda e: (e["at"], e["_id"]))
 
 
@@ -76,7 +81,9 @@ class _Listener:
             try:
                 self.queue.put_nowait(entry)
             except asyncio.QueueFull:
-                log.warning("activity subscriber of %s is too slow; entry %s dropped", self.contact_id, oid)
+                log.warning(
+                    "activity subscriber of %s is too slow; entry %s dropped", self.contact_id, oid
+                )
 
     def end(self) -> None:
         with contextlib.suppress(asyncio.QueueFull):
@@ -101,17 +108,22 @@ class ActivityFeed:
     @contextlib.asynccontextmanager
     async def listen(self, shop_id: str, contact_id: ObjectId) -> AsyncIterator[AsyncIterator[Doc]]:
         """New entries of one contact until the contact is deleted (or the caller stops)."""
-        listener = _Listener(contact_id, dt.datetime.now(dt.UTC).replace(microsecond=0) - GRACE)
+        listener = _Listener(contact_id, dt.datetime.now(dt.UTC) - GRACE)
+        before = await self.database.contacts.find_one(
+            {"shopId": shop_id, "_id": contact_id}, {"activity._id": 1}
+        )
+        for entry in (before or {}).get("activity") or []:
+            listener.seen[entry["_id"]] = None
         async with self._lock:
             self._listeners.setdefault(contact_id, set()).add(listener)
-            if self._task is None:
+            if self._task is None or self._task.done():
                 self._ready.clear()
                 self._task = asyncio.create_task(self._run())
         try:
             await asyncio.wait_for(self._ready.wait(), READY_TIMEOUT_SECONDS)
             # Entries written while the stream was opening are in the document.
             doc = await self.database.contacts.find_one(
-                {"shopId": shop_id, "_id": contact_id}, {"activity": {"$slice": 50}}
+                {"shopId": shop_id, "_id": contact_id}, {"activity": 1}
             )
             if doc is None:
                 listener.end()
@@ -162,12 +174,16 @@ class ActivityFeed:
             listener.offer(entries)
 
     async def _run(self) -> None:
-        pipeline: list[Any] = [{"$match": {"operationType": {"$in": ["update", "replace", "delete"]}}}]
+        pipeline: list[Any] = [
+            {"$match": {"operationType": {"$in": ["update", "replace", "delete"]}}}
+        ]
         resume_token: Any = None
         failures = 0
         while True:
             try:
-                async with await self.database.contacts.watch(pipeline, resume_after=resume_token) as stream:
+                async with await self.database.contacts.watch(
+                    pipeline, resume_after=resume_token
+                ) as stream:
                     self._ready.set()
                     failures = 0
                     async for change in stream:
@@ -179,3 +195,11 @@ class ActivityFeed:
                 if failures > 1:
                     resume_token = None  # the token itself may be what fails: start afresh
                 await asyncio.sleep(min(30.0, 0.5 * 2**failures))
+            except Exception:
+                # A fault of ours: end every subscription (clients see them
+                # complete and can subscribe again) rather than leave them waiting.
+                log.exception("activity change stream failed")
+                for group in self._listeners.values():
+                    for listener in group:
+                        listener.end()
+                raise

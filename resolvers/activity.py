@@ -103,7 +103,9 @@ def sort_key(item: dict[str, Any]) -> tuple[dt.datetime, ObjectId]:
 
 
 def is_transient(error: PyMongoError) -> bool:
-    return isinstance(error, OperationFailure) and error.has_error_label("TransientTransactionError")
+    return isinstance(error, OperationFailure) and error.has_error_label(
+        "TransientTransactionError"
+    )
 
 
 async def in_transaction(database: Any, work: Callable[[Any], Awaitable[T]]) -> T:
@@ -153,7 +155,7 @@ def bucket_of(shop_id: str, contact_id: ObjectId, entries: list[dict[str, Any]])
 
 
 async def _spill_once(database: Any, shop_id: str, contact_id: ObjectId) -> bool:
-    """Move the oldest BUCKET_SIZE embedded entries into one new bucket; False when under the bound."""
+    """Move the oldest BUCKET_SIZE embedded entries into a new bucket; False under the bound."""
 
     async def move(session: Any) -> None:
         rows = await (
@@ -199,7 +201,9 @@ async def _spill_once(database: Any, shop_id: str, contact_id: ObjectId) -> bool
         )
         if moved.modified_count != 1:
             raise _Raced
-        await database.activity_archive.insert_one(bucket_of(shop_id, contact_id, tail), session=session)
+        await database.activity_archive.insert_one(
+            bucket_of(shop_id, contact_id, tail), session=session
+        )
 
     for _ in range(TRANSACTION_ATTEMPTS):
         try:

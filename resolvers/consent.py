@@ -117,7 +117,9 @@ def check_event(
     if opt_in_level is not None and opt_in_level not in LEVELS:
         check.add(("optInLevel",), "Unknown opt-in level.", "INVALID")
     elif opt_in_level is not None and state not in LEVELED_STATES:
-        check.add(("optInLevel",), "An opt-in level goes with SUBSCRIBED or PENDING only.", "INVALID")
+        check.add(
+            ("optInLevel",), "An opt-in level goes with SUBSCRIBED or PENDING only.", "INVALID"
+        )
     cleaned = check.text(("evidence",), evidence, TEXT_MAX, multiline=True)
     when = now if at is None else at
     if when.tzinfo is None:
@@ -150,7 +152,12 @@ async def update_consent(
     """Record a consent event given through the API (consentUpdate); the contact after it."""
     evidence, when = check_event(state, opt_in_level, evidence, at, now=utc_now())
     event = ConsentEvent(
-        state=state, at=when, source=source_for(role), opt_in_level=opt_in_level, actor=actor, evidence=evidence
+        state=state,
+        at=when,
+        source=source_for(role),
+        opt_in_level=opt_in_level,
+        actor=actor,
+        evidence=evidence,
     )
     contact = await record_consent(database, shop_id, contact_id, event)
     if contact is None:

@@ -35,7 +35,8 @@ SHOP_LABEL_LIMIT = 250
 MAX_CONTACTS = 250
 MAX_LABELS_PER_CALL = SHOP_LABEL_LIMIT
 BATCH = 500
-RESERVE_ATTEMPTS = 8
+# How long a call waits for another call that is creating labels it may share.
+RESERVE_WAIT_SECONDS = 2.0
 ROUNDS = 20
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # What a label change reads of a contact.
@@ -86,7 +87,9 @@ class CreatedLabels:
                 {"shopId": self.shop_id, "key": key, "contactCount": {"$lte": 0}}
             )
             if result.deleted_count:
-                await self.database.shops.update_one({"_id": self.shop_id}, {"$inc": {"labelCount": -1}})
+                await self.database.shops.update_one(
+                    {"_id": self.shop_id}, {"$inc": {"labelCount": -1}}
+                )
 
 
 async def _existing(database: Database, shop_id: str, keys: Iterable[str]) -> dict[str, Doc]:
@@ -105,7 +108,8 @@ async def reserve_labels(database: Database, shop_id: str, names: list[str]) -> 
     if not names:
         return created
     keys = {label_key(n): n for n in names}
-    for attempt in range(RESERVE_ATTEMPTS):
+    deadline = asyncio.get_running_loop().time() + RESERVE_WAIT_SECONDS
+    while True:
         existing = await _existing(database, shop_id, keys)
         new = [k for k in keys if k not in existing]
         created.names = {k: existing[k]["name"] if k in existing else keys[k] for k in keys}
@@ -120,15 +124,19 @@ async def reserve_labels(database: Database, shop_id: str, names: list[str]) -> 
         # Slots reserved by a call still creating its labels may be for these
         # very labels: once they exist, fewer slots are needed. Only a shop
         # whose every slot holds a label is really full.
-        if attempt == RESERVE_ATTEMPTS - 1 or not await _worth_waiting(database, shop_id, new):
+        waited_enough = asyncio.get_running_loop().time() > deadline
+        if waited_enough or not await _worth_waiting(database, shop_id, new):
             raise refuse(
                 ("labels",),
                 f"A shop can have at most {SHOP_LABEL_LIMIT} distinct labels.",
                 "LIMIT_EXCEEDED",
             )
-        await asyncio.sleep(0.005 * (attempt + 1))
+        await asyncio.sleep(0.01)
     at = now()
-    docs = [{"shopId": shop_id, "key": k, "name": keys[k], "contactCount": 0, "createdAt": at} for k in new]
+    docs = [
+        {"shopId": shop_id, "key": k, "name": keys[k], "contactCount": 0, "createdAt": at}
+        for k in new
+    ]
     taken: set[str] = set()
     try:
         await database.labels.insert_many(docs, ordered=False)
@@ -146,15 +154,21 @@ async def reserve_labels(database: Database, shop_id: str, names: list[str]) -> 
 
 
 async def _worth_waiting(database: Database, shop_id: str, keys: list[str]) -> bool:
-    """Some of these labels exist by now, or a call is between reserving slots and creating labels."""
-    if await database.labels.count_documents({"shopId": shop_id, "key": {"$in": keys}}, limit=1):
-        return True
+    """A call is between reserving slots and creating labels, or some of these exist by now."""
+    # In this order: a creation that finishes between the two looks is seen by the second.
     shop = await database.shops.find_one({"_id": shop_id}, {"labelCount": 1})
     reserved = int((shop or {}).get("labelCount") or 0)
-    return reserved > await database.labels.count_documents({"shopId": shop_id})
+    if reserved > await database.labels.count_documents({"shopId": shop_id}):
+        return True
+    return (
+        await database.labels.count_documents({"shopId": shop_id, "key": {"$in": keys}}, limit=1)
+        > 0
+    )
 
 
-async def add_label_counts(database: Database, shop_id: str, keys: Iterable[str], delta: int) -> None:
+async def add_label_counts(
+    database: Database, shop_id: str, keys: Iterable[str], delta: int
+) -> None:
     keys = list(keys)
     if keys and delta:
         await database.labels.update_many(
@@ -178,7 +192,7 @@ Plan = Callable[[Doc], Change | None]
 
 
 def add_remove_plan(add: dict[str, str], remove: set[str]) -> Plan:
-    """Add labels (key -> spelling) a contact lacks, remove keys it has; None when nothing changes."""
+    """Add labels (key -> spelling) a contact lacks, remove keys it has; None for no change."""
 
     def plan(doc: Doc) -> Change | None:
         pairs = list(zip(doc.get("labels") or [], doc.get("labelKeys") or [], strict=False))
@@ -189,7 +203,9 @@ def add_remove_plan(add: dict[str, str], remove: set[str]) -> Plan:
         if not added and not removed:
             return None
         after = kept + added
-        return Change([n for n, _ in after], [k for _, k in after], _describe([n for n, _ in added], removed))
+        return Change(
+            [n for n, _ in after], [k for _, k in after], _describe([n for n, _ in added], removed)
+        )
 
     return plan
 
@@ -226,7 +242,11 @@ async def change_labels(
         for doc in pending:
             change = plan(doc)
             if change is not None:
-                changes[doc["_id"]] = (doc, change, activity.entry("LABELS_CHANGED", text=change.text, author=author))
+                changes[doc["_id"]] = (
+                    doc,
+                    change,
+                    activity.entry("LABELS_CHANGED", text=change.text, author=author),
+                )
         if not changes:
             break
         at = now()
@@ -241,7 +261,13 @@ async def change_labels(
                         "labelKeys": doc.get("labelKeys") or [],
                     },
                     activity.merge_updates(
-                        {"$set": {"labels": change.labels, "labelKeys": change.keys, "updatedAt": at}},
+                        {
+                            "$set": {
+                                "labels": change.labels,
+                                "labelKeys": change.keys,
+                                "updatedAt": at,
+                            }
+                        },
                         activity.push([entry]),
                     ),
                 )
@@ -252,7 +278,9 @@ async def change_labels(
         if result.modified_count == len(changes):
             done = set(changes)
         else:
-            done = await _written(database, shop_id, {e["_id"]: cid for cid, (_, _, e) in changes.items()})
+            done = await _written(
+                database, shop_id, {e["_id"]: cid for cid, (_, _, e) in changes.items()}
+            )
         for contact_id in done:
             doc, change, _ = changes[contact_id]
             before, after = set(doc.get("labelKeys") or []), set(change.keys)
@@ -273,7 +301,9 @@ async def change_labels(
     await asyncio.gather(
         *(
             activity.spill_overflow(
-                database, shop_id, {"_id": cid, "activityEmbedded": (latest[cid].get("activityEmbedded") or 0) + 1}
+                database,
+                shop_id,
+                {"_id": cid, "activityEmbedded": (latest[cid].get("activityEmbedded") or 0) + 1},
             )
             for cid in outcome.modified
         )
@@ -285,11 +315,15 @@ def _by_id(docs: list[Doc]) -> dict[ObjectId, Doc]:
     return {doc["_id"]: doc for doc in docs}
 
 
-async def _written(database: Database, shop_id: str, entry_contacts: dict[ObjectId, ObjectId]) -> set[ObjectId]:
+async def _written(
+    database: Database, shop_id: str, entry_contacts: dict[ObjectId, ObjectId]
+) -> set[ObjectId]:
     """The contacts whose update went through: those that hold the entry it logged."""
     entry_ids = list(entry_contacts)
     done: set[ObjectId] = set()
-    async for doc in database.contacts.find({"shopId": shop_id, "activity._id": {"$in": entry_ids}}, {"_id": 1}):
+    async for doc in database.contacts.find(
+        {"shopId": shop_id, "activity._id": {"$in": entry_ids}}, {"_id": 1}
+    ):
         done.add(doc["_id"])
     if len(done) < len(entry_ids):
         # An entry may already have been archived by a busy contact's own spill.
@@ -304,7 +338,10 @@ async def _move_counts(database: Database, shop_id: str, deltas: Counter[str]) -
     moves = {k: d for k, d in deltas.items() if d}
     if moves:
         await database.labels.bulk_write(
-            [UpdateOne({"shopId": shop_id, "key": k}, {"$inc": {"contactCount": d}}) for k, d in moves.items()],
+            [
+                UpdateOne({"shopId": shop_id, "key": k}, {"$inc": {"contactCount": d}})
+                for k, d in moves.items()
+            ],
             ordered=False,
         )
 
@@ -320,7 +357,9 @@ async def _take_back_vanished(
     if not gone:
         return
     ids = list({cid for k in gone for cid in outcome.added[k]})
-    docs = await database.contacts.find({"shopId": shop_id, "_id": {"$in": ids}}, _LABEL_FIELDS).to_list()
+    docs = await database.contacts.find(
+        {"shopId": shop_id, "_id": {"$in": ids}}, _LABEL_FIELDS
+    ).to_list()
     await change_labels(database, shop_id, docs, add_remove_plan({}, gone), author)
 
 
@@ -352,7 +391,9 @@ async def contacts_by_ids(
         raise refuse(field_path, f"At most {MAX_CONTACTS} contacts per call.", "LIMIT_EXCEEDED")
     wanted = [i for i in ids if i is not None]
     found = _by_id(
-        await database.contacts.find({"shopId": shop_id, "_id": {"$in": wanted}}, _LABEL_FIELDS).to_list()
+        await database.contacts.find(
+            {"shopId": shop_id, "_id": {"$in": wanted}}, _LABEL_FIELDS
+        ).to_list()
     )
     problems = [
         Problem((*field_path, index), "Contact not found.", "NOT_FOUND")
@@ -364,7 +405,9 @@ async def contacts_by_ids(
     return [found[oid] for oid in dict.fromkeys(wanted)]
 
 
-async def _spellings_to_remove(database: Database, shop_id: str, names: list[str], field_name: str) -> set[str]:
+async def _spellings_to_remove(
+    database: Database, shop_id: str, names: list[str], field_name: str
+) -> set[str]:
     """The keys of labels to remove; NOT_FOUND for a label the shop does not have."""
     keys = [label_key(n) for n in names]
     existing = await _existing(database, shop_id, keys)
@@ -402,17 +445,26 @@ async def label_contacts(
     both added and removed is INVALID, new labels beyond the shop's 250 are
     LIMIT_EXCEEDED; then nothing was changed.
     """
-    remove_keys = await _spellings_to_remove(database, shop_id, remove, remove_field) if remove else set()
+    remove_keys = (
+        await _spellings_to_remove(database, shop_id, remove, remove_field) if remove else set()
+    )
     both = [i for i, name in enumerate(add) if label_key(name) in remove_keys]
     if both:
         raise Refused(
-            [Problem((add_field, i), "A label cannot be added and removed at once.", "INVALID") for i in both]
+            [
+                Problem((add_field, i), "A label cannot be added and removed at once.", "INVALID")
+                for i in both
+            ]
         )
     try:
         created = await reserve_labels(database, shop_id, add)
     except Refused as refusal:
-        raise Refused([Problem((add_field,), p.message, p.code) for p in refusal.problems]) from None
-    plan = add_remove_plan({label_key(n): created.names.get(label_key(n), n) for n in add}, remove_keys)
+        raise Refused(
+            [Problem((add_field,), p.message, p.code) for p in refusal.problems]
+        ) from None
+    plan = add_remove_plan(
+        {label_key(n): created.names.get(label_key(n), n) for n in add}, remove_keys
+    )
     bulk = Bulk()
     outcome = Outcome()
     failed = True
@@ -453,7 +505,11 @@ def _merge(total: Outcome, part: Outcome) -> None:
 
 
 async def contacts_after(database: Database, shop_id: str, ids: list[ObjectId]) -> list[Doc]:
-    docs = _by_id(await database.contacts.find({"shopId": shop_id, "_id": {"$in": ids}}, LIST_PROJECTION).to_list())
+    docs = _by_id(
+        await database.contacts.find(
+            {"shopId": shop_id, "_id": {"$in": ids}}, LIST_PROJECTION
+        ).to_list()
+    )
     return [docs[i] for i in ids if i in docs]
 
 
@@ -470,7 +526,9 @@ def _one_name(field_name: str, raw: str) -> str:
     return name
 
 
-async def _sweep(database: Database, shop_id: str, key: str, plan: Plan, author: str | None) -> None:
+async def _sweep(
+    database: Database, shop_id: str, key: str, plan: Plan, author: str | None
+) -> None:
     """Apply `plan` to every contact that has the label `key`, until none is left to change."""
     while True:
         batch = await database.contacts.find(
@@ -483,8 +541,10 @@ async def _sweep(database: Database, shop_id: str, key: str, plan: Plan, author:
             return  # nothing movable is left (contacts changing faster than this sweep)
 
 
-async def rename_label(database: Database, shop_id: str, name: str, new_name: str, author: str) -> Doc:
-    """Rename a label across the shop; into an existing label it merges (no contact has it twice)."""
+async def rename_label(
+    database: Database, shop_id: str, name: str, new_name: str, author: str
+) -> Doc:
+    """Rename a label shop-wide; into an existing label it merges (no contact has it twice)."""
     old_name = _one_name("name", name)
     target_name = _one_name("newName", new_name)
     old_key, new_key = label_key(old_name), label_key(target_name)
@@ -506,7 +566,13 @@ async def rename_label(database: Database, shop_id: str, name: str, new_name: st
         try:
             # The new label takes the slot the old one gives up.
             await database.labels.insert_one(
-                {"shopId": shop_id, "key": new_key, "name": target_name, "contactCount": 0, "createdAt": now()}
+                {
+                    "shopId": shop_id,
+                    "key": new_key,
+                    "name": target_name,
+                    "contactCount": 0,
+                    "createdAt": now(),
+                }
             )
             merged = False
         except DuplicateKeyError:
@@ -540,7 +606,9 @@ def _move_plan(old_key: str, old_name: str, new_key: str, new_name: str) -> Plan
                     after.append((new_name, new_key))
             else:
                 after.append((n, k))
-        return Change([n for n, _ in after], [k for _, k in after], f"Label renamed: {old_name} to {new_name}")
+        return Change(
+            [n for n, _ in after], [k for _, k in after], f"Label renamed: {old_name} to {new_name}"
+        )
 
     return plan
 
@@ -586,7 +654,9 @@ async def delete_label(database: Database, shop_id: str, name: str, author: str)
     return str(doc["name"])
 
 
-def check_selection_labels(add: list[str] | None, remove: list[str] | None) -> tuple[list[str], list[str]]:
+def check_selection_labels(
+    add: list[str] | None, remove: list[str] | None
+) -> tuple[list[str], list[str]]:
     """Both lists normalized; REQUIRED when both are empty."""
     problems: list[Problem] = []
     out: list[list[str]] = []
@@ -601,4 +671,3 @@ def check_selection_labels(add: list[str] | None, remove: list[str] | None) -> t
     if not out[0] and not out[1]:
         raise refuse(("add",), "Give labels to add or to remove.", "REQUIRED")
     return out[0], out[1]
-

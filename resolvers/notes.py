@@ -45,7 +45,9 @@ def _split(doc: Doc, note_id: ObjectId) -> tuple[Doc, Doc | None]:
     return doc, next((e for e in entries if e["_id"] == note_id), None)
 
 
-async def add_note(database: Database, shop_id: str, contact_id: ObjectId, text: str, author: str) -> tuple[Doc, Doc]:
+async def add_note(
+    database: Database, shop_id: str, contact_id: ObjectId, text: str, author: str
+) -> tuple[Doc, Doc]:
     """(note, contact after); REQUIRED, TOO_LONG, INVALID or NOT_FOUND refused."""
     cleaned = check_text(text)
     note = activity.entry(NOTE, text=cleaned, author=author)
@@ -62,7 +64,9 @@ async def add_note(database: Database, shop_id: str, contact_id: ObjectId, text:
 
 
 async def _contact_exists(database: Database, shop_id: str, contact_id: ObjectId) -> bool:
-    return await database.contacts.count_documents({"shopId": shop_id, "_id": contact_id}, limit=1) > 0
+    return (
+        await database.contacts.count_documents({"shopId": shop_id, "_id": contact_id}, limit=1) > 0
+    )
 
 
 async def update_note(
@@ -77,7 +81,11 @@ async def update_note(
     # Twice: a note archived between the two looks is found by the second round.
     for _ in range(2):
         doc = await database.contacts.find_one_and_update(
-            {"_id": contact_id, "shopId": shop_id, "activity": {"$elemMatch": {"_id": note_id, "kind": NOTE}}},
+            {
+                "_id": contact_id,
+                "shopId": shop_id,
+                "activity": {"$elemMatch": {"_id": note_id, "kind": NOTE}},
+            },
             {"$set": {**{f"activity.$[n].{k}": v for k, v in changes.items()}, "updatedAt": at}},
             array_filters=[{"n._id": note_id}],
             projection=_RETURNED,
@@ -89,15 +97,15 @@ async def update_note(
             return note, contact
         bucket = await _edit_archived(database, shop_id, contact_id, note_id, changes)
         if bucket is not None:
-            contact = await database.contacts.find_one_and_update(
+            after = await database.contacts.find_one_and_update(
                 {"shopId": shop_id, "_id": contact_id},
                 {"$set": {"updatedAt": at}},
                 projection={"activity": 0, "searchTerms": 0},
                 return_document=ReturnDocument.AFTER,
             )
-            if contact is None:  # deleted meanwhile, archive and all
+            if after is None:  # deleted meanwhile, archive and all
                 raise not_found(("contactId",))
-            return bucket["entries"][0], contact
+            return bucket["entries"][0], after
     if not await _contact_exists(database, shop_id, contact_id):
         raise not_found(("contactId",))
     raise _note_not_found()
@@ -123,13 +131,19 @@ async def _edit_archived(
     )
 
 
-async def delete_note(database: Database, shop_id: str, contact_id: ObjectId, note_id: ObjectId | None) -> None:
+async def delete_note(
+    database: Database, shop_id: str, contact_id: ObjectId, note_id: ObjectId | None
+) -> None:
     if note_id is None:
         raise _note_not_found()
     for _ in range(2):
         at = now()
         removed = await database.contacts.update_one(
-            {"_id": contact_id, "shopId": shop_id, "activity": {"$elemMatch": {"_id": note_id, "kind": NOTE}}},
+            {
+                "_id": contact_id,
+                "shopId": shop_id,
+                "activity": {"$elemMatch": {"_id": note_id, "kind": NOTE}},
+            },
             {
                 "$pull": {"activity": {"_id": note_id}},
                 "$inc": {"activityEmbedded": -1, "activityCount": -1},
@@ -147,11 +161,15 @@ async def delete_note(database: Database, shop_id: str, contact_id: ObjectId, no
 
 async def _bucket_of(database: Database, shop_id: str, entry_id: ObjectId) -> ObjectId | None:
     """The archive bucket holding an entry, whichever contact's it is."""
-    found = await database.activity_archive.find_one({"shopId": shop_id, "entries._id": entry_id}, {"_id": 1})
+    found = await database.activity_archive.find_one(
+        {"shopId": shop_id, "entries._id": entry_id}, {"_id": 1}
+    )
     return found["_id"] if found else None
 
 
-async def _delete_archived(database: Database, shop_id: str, contact_id: ObjectId, note_id: ObjectId) -> bool:
+async def _delete_archived(
+    database: Database, shop_id: str, contact_id: ObjectId, note_id: ObjectId
+) -> bool:
     """Pull the note from its bucket and the contact's archive counters together."""
 
     bucket_id = await _bucket_of(database, shop_id, note_id)
@@ -166,7 +184,10 @@ async def _delete_archived(database: Database, shop_id: str, contact_id: ObjectI
                 "contactId": contact_id,
                 "entries": {"$elemMatch": {"_id": note_id, "kind": NOTE}},
             },
-            {"$pull": {"entries": {"_id": note_id}}, "$inc": {"count": -1, f"kindCounts.{NOTE}": -1}},
+            {
+                "$pull": {"entries": {"_id": note_id}},
+                "$inc": {"count": -1, f"kindCounts.{NOTE}": -1},
+            },
             session=session,
         )
         if not pulled.modified_count:
@@ -174,7 +195,11 @@ async def _delete_archived(database: Database, shop_id: str, contact_id: ObjectI
         await database.contacts.update_one(
             {"shopId": shop_id, "_id": contact_id},
             {
-                "$inc": {"activityArchived": -1, f"activityArchivedKinds.{NOTE}": -1, "activityCount": -1},
+                "$inc": {
+                    "activityArchived": -1,
+                    f"activityArchivedKinds.{NOTE}": -1,
+                    "activityCount": -1,
+                },
                 "$set": {"updatedAt": now()},
             },
             session=session,

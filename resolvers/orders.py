@@ -650,7 +650,9 @@ async def change_order(
     """
     for _ in range(MAX_ATTEMPTS):
         sets: Doc = {}
-        if status is not None and status != order["status"]:
+        # Canceled is final, as on the shop platforms: a later report (a
+        # webhook replayed with its original status) never reopens the order.
+        if status is not None and status != order["status"] and order["status"] != "CANCELED":
             sets["status"] = status
         if refunded is not None and refunded != order["refunded"].to_decimal():
             sets["refunded"] = _d128(refunded)

@@ -9,8 +9,8 @@ from typing import Any
 
 import bson
 from bson import ObjectId
-
 from conftest import SHOP
+
 from graph.types.node import decode_id, encode_id
 from resolvers import activity
 from resolvers.activity import BUCKET_SIZE, EMBEDDED_KEEP, SPILL_AT
@@ -44,9 +44,13 @@ async def create_contact(api: Any, email: str) -> tuple[str, ObjectId]:
     return gid, oid
 
 
-def make_entries(count: int, *, start: int = 0, kinds: tuple[str, ...] = ("FORM_SUBMITTED",)) -> list[dict]:
+def make_entries(
+    count: int, *, start: int = 0, kinds: tuple[str, ...] = ("FORM_SUBMITTED",)
+) -> list[dict]:
     return [
-        activity.entry(kinds[i % len(kinds)], text=f"e{start + i}", at=T0 + dt.timedelta(seconds=start + i))
+        activity.entry(
+            kinds[i % len(kinds)], text=f"e{start + i}", at=T0 + dt.timedelta(seconds=start + i)
+        )
         for i in range(count)
     ]
 
@@ -66,7 +70,9 @@ def newest_first(entries: list[dict]) -> list[ObjectId]:
     return [e["_id"] for e in sorted(entries, key=activity.sort_key, reverse=True)]
 
 
-async def read_all(api: Any, gid: str, first: int, kinds: list[str] | None = None) -> tuple[list[dict], int]:
+async def read_all(
+    api: Any, gid: str, first: int, kinds: list[str] | None = None
+) -> tuple[list[dict], int]:
     """Every entry through the API, page by page; (edges' nodes, totalCount of the first page)."""
     nodes: list[dict] = []
     after = None
@@ -92,7 +98,9 @@ async def stored_ids(database: Any, contact_id: ObjectId) -> tuple[list[ObjectId
     embedded = [e["_id"] for e in doc["activity"]]
     archived = [
         e["_id"]
-        async for bucket in database.activity_archive.find({"shopId": SHOP, "contactId": contact_id})
+        async for bucket in database.activity_archive.find(
+            {"shopId": SHOP, "contactId": contact_id}
+        )
         for e in bucket["entries"]
     ]
     return embedded, archived
@@ -172,7 +180,10 @@ async def test_spill_moves_the_oldest_bucket_and_keeps_counters(api, database):
     assert [e["_id"] for e in bucket["entries"]] == newest_first(entries)[-BUCKET_SIZE:]
     assert bucket["count"] == BUCKET_SIZE
     assert bucket["kindCounts"] == {"FORM_SUBMITTED": BUCKET_SIZE}
-    assert (bucket["maxAt"], bucket["maxId"]) == (entries[BUCKET_SIZE - 1]["at"], entries[BUCKET_SIZE - 1]["_id"])
+    assert (bucket["maxAt"], bucket["maxId"]) == (
+        entries[BUCKET_SIZE - 1]["at"],
+        entries[BUCKET_SIZE - 1]["_id"],
+    )
     assert (bucket["minAt"], bucket["minId"]) == (entries[0]["at"], entries[0]["_id"])
     assert bucket["shopId"] == SHOP and bucket["contactId"] == oid
     embedded, archived = await stored_ids(database, oid)
@@ -197,7 +208,10 @@ async def test_a_late_old_entry_is_merged_with_newer_archived_ones(api, database
     await database.contacts.update_one({"_id": oid}, activity.push([late, older]))
     doc = await database.contacts.find_one({"_id": oid}, {"activity": 1})
     assert late["_id"] in {e["_id"] for e in doc["activity"]}
-    assert await database.activity_archive.count_documents({"contactId": oid}) == (601 - len(doc["activity"]) + 2) // BUCKET_SIZE
+    assert (
+        await database.activity_archive.count_documents({"contactId": oid})
+        == (601 - len(doc["activity"]) + 2) // BUCKET_SIZE
+    )
 
     everything = [e for e in doc["activity"]]
     async for bucket in database.activity_archive.find({"contactId": oid}):
@@ -216,11 +230,23 @@ async def test_twenty_thousand_entries(api, database):
     gid, oid = await create_contact(api, "busy@example.com")
     creation = (await database.contacts.find_one({"_id": oid}))["activity"][0]
     rng = random.Random(7)
-    kinds = ("ORDER_PLACED", "FORM_SUBMITTED", "MESSAGE_SENT", "NOTE", "LABELS_CHANGED", "CONSENT_CHANGED", "DETAILS_UPDATED")
+    kinds = (
+        "ORDER_PLACED",
+        "FORM_SUBMITTED",
+        "MESSAGE_SENT",
+        "NOTE",
+        "LABELS_CHANGED",
+        "CONSENT_CHANGED",
+        "DETAILS_UPDATED",
+    )
     entries = []
     for i in range(20_000):
         seconds = i if rng.random() > 0.03 else i - rng.randrange(1, 5_000)  # some arrive late
-        entries.append(activity.entry(kinds[i % len(kinds)], text=f"e{i}", at=T0 + dt.timedelta(seconds=seconds)))
+        entries.append(
+            activity.entry(
+                kinds[i % len(kinds)], text=f"e{i}", at=T0 + dt.timedelta(seconds=seconds)
+            )
+        )
     # Two writers, each pushing 200 entries at a time and spilling after every push.
     batches = [entries[i : i + 2 * BUCKET_SIZE] for i in range(0, len(entries), 2 * BUCKET_SIZE)]
 
@@ -300,8 +326,12 @@ async def test_order_entries_resolve_their_order(api, database):
     """
     data = await api.data(query, {"id": gid})
     nodes = data["contact"]["activity"]["nodes"]
-    assert nodes == [{"kind": "ORDER_PLACED", "order": {"externalId": "1001", "total": {"amount": "9.00"}}}]
-    other = await api.data(query.replace("ORDER_PLACED", "CONTACT_CREATED, CONVERTED_TO_CUSTOMER"), {"id": gid})
+    assert nodes == [
+        {"kind": "ORDER_PLACED", "order": {"externalId": "1001", "total": {"amount": "9.00"}}}
+    ]
+    other = await api.data(
+        query.replace("ORDER_PLACED", "CONTACT_CREATED, CONVERTED_TO_CUSTOMER"), {"id": gid}
+    )
     assert all(n["order"] is None for n in other["contact"]["activity"]["nodes"])
 
 

@@ -45,7 +45,9 @@ def errors(payload: dict) -> list[tuple[list[str] | None, str]]:
 async def test_subscribe_records_who_when_and_what(api):
     gid = await contact(api)
     at = dt.datetime(2025, 5, 1, 9, 30, tzinfo=dt.UTC)
-    payload = await update(api, gid, "SUBSCRIBED", level="CONFIRMED_OPT_IN", evidence="Yes, send me news", at=iso(at))
+    payload = await update(
+        api, gid, "SUBSCRIBED", level="CONFIRMED_OPT_IN", evidence="Yes, send me news", at=iso(at)
+    )
     assert payload["userErrors"] == []
     assert payload["contact"]["consent"] == {
         "state": "SUBSCRIBED",
@@ -64,7 +66,9 @@ async def test_subscribe_records_who_when_and_what(api):
         ],
     }
     log = (await api.data(LOG, {"id": gid}))["contact"]["activity"]
-    assert log["nodes"] == [{"text": "Marketing consent: SUBSCRIBED (ADMIN)", "author": "Admin Person"}]
+    assert log["nodes"] == [
+        {"text": "Marketing consent: SUBSCRIBED (ADMIN)", "author": "Admin Person"}
+    ]
 
 
 async def test_staff_keys_record_as_api_and_now_is_the_default(api, as_role):
@@ -72,10 +76,18 @@ async def test_staff_keys_record_as_api_and_now_is_the_default(api, as_role):
     before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     payload = await update(as_role("STAFF"), gid, "UNSUBSCRIBED")
     consent = payload["contact"]["consent"]
-    assert consent["state"] == "UNSUBSCRIBED" and consent["source"] == "API" and consent["optInLevel"] is None
+    assert (
+        consent["state"] == "UNSUBSCRIBED"
+        and consent["source"] == "API"
+        and consent["optInLevel"] is None
+    )
     event = consent["history"][0]
     assert event["actor"] == "Staff Person" and event["evidence"] is None
-    assert before <= dt.datetime.fromisoformat(event["at"]) <= dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+    assert (
+        before
+        <= dt.datetime.fromisoformat(event["at"])
+        <= dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+    )
 
 
 async def test_a_late_older_event_goes_into_history_only(api):
@@ -83,7 +95,14 @@ async def test_a_late_older_event_goes_into_history_only(api):
     t = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
     await update(api, gid, "SUBSCRIBED", level="SINGLE_OPT_IN", at=iso(t))
     await update(api, gid, "UNSUBSCRIBED", at=iso(t + dt.timedelta(days=10)))
-    late = await update(api, gid, "SUBSCRIBED", level="CONFIRMED_OPT_IN", evidence="old form", at=iso(t + dt.timedelta(days=5)))
+    late = await update(
+        api,
+        gid,
+        "SUBSCRIBED",
+        level="CONFIRMED_OPT_IN",
+        evidence="old form",
+        at=iso(t + dt.timedelta(days=5)),
+    )
     consent = late["contact"]["consent"]
     assert consent["state"] == "UNSUBSCRIBED"
     assert consent["updatedAt"] == iso(t + dt.timedelta(days=10))
@@ -111,7 +130,12 @@ async def test_bad_input_is_refused_and_nothing_written(api, database):
         ({"state": "SUBSCRIBED", "evidence": "e" * 5001}, [(["evidence"], "TOO_LONG")]),
         ({"state": "SUBSCRIBED", "evidence": "null\x00byte"}, [(["evidence"], "INVALID")]),
         (
-            {"state": "UNSUBSCRIBED", "level": "SINGLE_OPT_IN", "evidence": "e" * 5001, "at": iso(future)},
+            {
+                "state": "UNSUBSCRIBED",
+                "level": "SINGLE_OPT_IN",
+                "evidence": "e" * 5001,
+                "at": iso(future),
+            },
             [(["optInLevel"], "INVALID"), (["evidence"], "TOO_LONG"), (["at"], "INVALID")],
         ),
     ]
@@ -122,7 +146,9 @@ async def test_bad_input_is_refused_and_nothing_written(api, database):
     assert await database.contacts.find_one({"_id": oid}) == before
     # Within the clock skew is fine; so is a multi-line evidence of exactly 5,000 characters.
     near = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2)
-    ok = await update(api, gid, "PENDING", level="UNKNOWN", evidence="a\nb" + "c" * 4997, at=iso(near))
+    ok = await update(
+        api, gid, "PENDING", level="UNKNOWN", evidence="a\nb" + "c" * 4997, at=iso(near)
+    )
     assert ok["userErrors"] == [] and ok["contact"]["consent"]["state"] == "PENDING"
     assert len(ok["contact"]["consent"]["history"][0]["evidence"]) == 5000
     body = await api.gql(UPDATE, {"id": gid, "state": "SUBSCRIBED", "at": "2025-01-01T10:00:00"})
@@ -133,11 +159,15 @@ async def test_unknown_contacts_and_roles(api, as_role):
     gid = await contact(api)
     for target in (encode_id("Contact", ObjectId()), "junk"):
         assert errors(await update(api, target, "SUBSCRIBED")) == [(["contactId"], "NOT_FOUND")]
-    assert errors(await update(as_role("OTHER"), gid, "SUBSCRIBED")) == [(["contactId"], "NOT_FOUND")]
+    assert errors(await update(as_role("OTHER"), gid, "SUBSCRIBED")) == [
+        (["contactId"], "NOT_FOUND")
+    ]
     for role in ("READER", "PUBLIC", "INGEST"):
         body = await as_role(role).gql(UPDATE, {"id": gid, "state": "SUBSCRIBED"})
         assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
-    data = await api.data("query($id: ID!) { contact(id: $id) { consent { state history { state } } } }", {"id": gid})
+    data = await api.data(
+        "query($id: ID!) { contact(id: $id) { consent { state history { state } } } }", {"id": gid}
+    )
     assert data["contact"]["consent"] == {"state": "NOT_SUBSCRIBED", "history": []}
 
 
@@ -145,7 +175,13 @@ async def test_concurrent_events_end_on_the_newest(api):
     gid = await contact(api)
     base = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
     rng = random.Random(11)
-    events = [(rng.choice(["SUBSCRIBED", "UNSUBSCRIBED", "PENDING"]), base + dt.timedelta(hours=rng.randrange(10_000))) for _ in range(16)]
+    events = [
+        (
+            rng.choice(["SUBSCRIBED", "UNSUBSCRIBED", "PENDING"]),
+            base + dt.timedelta(hours=rng.randrange(10_000)),
+        )
+        for _ in range(16)
+    ]
     events = list({at: (state, at) for state, at in events}.values())  # distinct times
     await asyncio.gather(*(update(api, gid, state, at=iso(at)) for state, at in events))
     data = await api.data(

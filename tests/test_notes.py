@@ -7,8 +7,8 @@ import datetime as dt
 from typing import Any
 
 from bson import ObjectId
-
 from conftest import SHOP
+
 from graph.types.node import decode_id, encode_id
 from resolvers import activity
 from resolvers.activity import SPILL_AT
@@ -73,7 +73,9 @@ async def archive_everything_but_the_newest(database: Any, oid: ObjectId) -> Non
 async def test_add_a_note(api, database):
     gid, oid = await contact(api)
     before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
-    payload = (await api.data(ADD, {"id": gid, "text": "  Prefers delivery\nafter 5 pm  "}))["noteAdd"]
+    payload = (await api.data(ADD, {"id": gid, "text": "  Prefers delivery\nafter 5 pm  "}))[
+        "noteAdd"
+    ]
     after = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
     note = payload["note"]
     assert payload["userErrors"] == []
@@ -99,7 +101,12 @@ async def test_staff_are_authors_too(api, as_role):
 async def test_bad_text_is_refused_and_nothing_written(api, database):
     gid, oid = await contact(api)
     before = await stored(database, oid)
-    cases = [("", "REQUIRED"), ("   \n\t ", "REQUIRED"), ("x" * 5001, "TOO_LONG"), ("bad \x00 byte", "INVALID")]
+    cases = [
+        ("", "REQUIRED"),
+        ("   \n\t ", "REQUIRED"),
+        ("x" * 5001, "TOO_LONG"),
+        ("bad \x00 byte", "INVALID"),
+    ]
     for text, code in cases:
         payload = (await api.data(ADD, {"id": gid, "text": text}))["noteAdd"]
         assert payload["note"] is None and payload["contact"] is None
@@ -113,7 +120,9 @@ async def test_unknown_or_foreign_contacts_are_not_found(api, as_role, database)
     gid, oid = await contact(api)
     for contact_id in (encode_id("Contact", ObjectId()), "garbage", encode_id("Order", oid)):
         payload = (await api.data(ADD, {"id": contact_id, "text": "hello"}))["noteAdd"]
-        assert [(e["field"], e["code"]) for e in payload["userErrors"]] == [(["contactId"], "NOT_FOUND")]
+        assert [(e["field"], e["code"]) for e in payload["userErrors"]] == [
+            (["contactId"], "NOT_FOUND")
+        ]
     other = (await as_role("OTHER").data(ADD, {"id": gid, "text": "hello"}))["noteAdd"]
     assert [(e["field"], e["code"]) for e in other["userErrors"]] == [(["contactId"], "NOT_FOUND")]
     assert (await stored(database, oid))["activityCount"] == 1
@@ -122,11 +131,15 @@ async def test_unknown_or_foreign_contacts_are_not_found(api, as_role, database)
 async def test_edit_a_note(api, database):
     gid, oid = await contact(api)
     note = await add(api, gid, "first version")
-    payload = (await as_update(api, gid, note["id"], " second version "))
+    payload = await as_update(api, gid, note["id"], " second version ")
     assert payload["userErrors"] == []
     edited = payload["note"]
     assert edited["text"] == "second version"
-    assert edited["id"] == note["id"] and edited["at"] == note["at"] and edited["author"] == "Admin Person"
+    assert (
+        edited["id"] == note["id"]
+        and edited["at"] == note["at"]
+        and edited["author"] == "Admin Person"
+    )
     assert parse(edited["editedAt"]) >= parse(note["at"])
     assert payload["contact"]["id"] == gid
     listed = (await api.data(NOTES, {"id": gid}))["contact"]["notes"]
@@ -155,15 +168,27 @@ async def test_only_notes_of_this_contact_can_be_edited_or_deleted(api, as_role,
     note = await add(api, gid, "ann's note")
     creation = encode_id("ActivityEntry", (await stored(database, oid))["activity"][-1]["_id"])
     unknown = encode_id("ActivityEntry", ObjectId())
-    for contact_id, note_id in ((other_gid, note["id"]), (gid, creation), (gid, unknown), (gid, "nonsense"), (gid, gid)):
+    for contact_id, note_id in (
+        (other_gid, note["id"]),
+        (gid, creation),
+        (gid, unknown),
+        (gid, "nonsense"),
+        (gid, gid),
+    ):
         payload = await as_update(api, contact_id, note_id, "hijacked")
-        assert [(e["field"], e["code"]) for e in payload["userErrors"]] == [(["noteId"], "NOT_FOUND")]
+        assert [(e["field"], e["code"]) for e in payload["userErrors"]] == [
+            (["noteId"], "NOT_FOUND")
+        ]
         deleted = (await api.data(DELETE, {"id": contact_id, "note": note_id}))["noteDelete"]
         assert deleted["deletedNoteId"] is None
-        assert [(e["field"], e["code"]) for e in deleted["userErrors"]] == [(["noteId"], "NOT_FOUND")]
+        assert [(e["field"], e["code"]) for e in deleted["userErrors"]] == [
+            (["noteId"], "NOT_FOUND")
+        ]
     # The other shop does not even find the contact.
     foreign = await as_update(as_role("OTHER"), gid, note["id"], "hijacked")
-    assert [(e["field"], e["code"]) for e in foreign["userErrors"]] == [(["contactId"], "NOT_FOUND")]
+    assert [(e["field"], e["code"]) for e in foreign["userErrors"]] == [
+        (["contactId"], "NOT_FOUND")
+    ]
     gone = await as_update(api, encode_id("Contact", ObjectId()), note["id"], "x")
     assert [(e["field"], e["code"]) for e in gone["userErrors"]] == [(["contactId"], "NOT_FOUND")]
     notes = (await api.data(NOTES, {"id": gid}))["contact"]["notes"]
@@ -191,9 +216,13 @@ async def test_notes_list_newest_first(api):
     written = [await add(api, gid, f"note {i}") for i in range(5)]
     notes = (await api.data(NOTES, {"id": gid}))["contact"]["notes"]
     assert [n["id"] for n in notes] == [n["id"] for n in reversed(written)]
-    few = await api.data("query($id: ID!) { contact(id: $id) { notes(first: 2) { text } } }", {"id": gid})
+    few = await api.data(
+        "query($id: ID!) { contact(id: $id) { notes(first: 2) { text } } }", {"id": gid}
+    )
     assert few["contact"]["notes"] == [{"text": "note 4"}, {"text": "note 3"}]
-    body = await api.gql("query($id: ID!) { contact(id: $id) { notes(first: 251) { text } } }", {"id": gid})
+    body = await api.gql(
+        "query($id: ID!) { contact(id: $id) { notes(first: 251) { text } } }", {"id": gid}
+    )
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
 
 
@@ -209,7 +238,9 @@ async def test_archived_notes_are_edited_listed_and_deleted_in_place(api, databa
 
     edited = await as_update(api, gid, old["id"], "edited in the archive")
     assert edited["userErrors"] == []
-    assert edited["note"]["text"] == "edited in the archive" and edited["note"]["editedAt"] is not None
+    assert (
+        edited["note"]["text"] == "edited in the archive" and edited["note"]["editedAt"] is not None
+    )
     assert edited["contact"]["id"] == gid
     bucket = await database.activity_archive.find_one({"entries._id": old_id})
     assert [e["text"] for e in bucket["entries"] if e["_id"] == old_id] == ["edited in the archive"]

@@ -14,6 +14,7 @@ from graph.permissions import allowed_roles
 from graph.types.activity import ActivityEntry, NoteDeletePayload, NotePayload, visible_entry
 from graph.types.node import decode_id, encode_id
 from loaders.activity_feed import ActivityFeed
+from loaders.container import Loaders
 from resolvers import notes
 from resolvers.errors import Refused, not_found
 
@@ -32,18 +33,26 @@ def activity_changed(info: Info) -> None:
 
 @strawberry.type
 class ActivityMutation:
-    @strawberry.mutation(description="Add an internal note (1 to 5,000 characters) to a contact's activity log; the author is the calling key's name.")
+    @strawberry.mutation(
+        description="Add an internal note (1 to 5,000 characters) to a contact's activity log; the author is the calling key's name."
+    )
     async def note_add(self, info: Info, contact_id: strawberry.ID, text: str) -> NotePayload:
         ctx = info.context
         try:
-            note, doc = await notes.add_note(ctx.database, ctx.shop_id, _contact_id(contact_id), text, ctx.key.name)
+            note, doc = await notes.add_note(
+                ctx.database, ctx.shop_id, _contact_id(contact_id), text, ctx.key.name
+            )
         except Refused as refusal:
             return NotePayload.refused(refusal)
         activity_changed(info)
         return NotePayload(note=ActivityEntry.from_doc(note), contact=contact_from(info, doc))
 
-    @strawberry.mutation(description="Change a note's text; sets `editedAt`. Works for old (archived) notes too.")
-    async def note_update(self, info: Info, contact_id: strawberry.ID, note_id: strawberry.ID, text: str) -> NotePayload:
+    @strawberry.mutation(
+        description="Change a note's text; sets `editedAt`. Works for old (archived) notes too."
+    )
+    async def note_update(
+        self, info: Info, contact_id: strawberry.ID, note_id: strawberry.ID, text: str
+    ) -> NotePayload:
         ctx = info.context
         try:
             cid = _contact_id(contact_id)
@@ -56,7 +65,9 @@ class ActivityMutation:
         return NotePayload(note=ActivityEntry.from_doc(note), contact=contact_from(info, doc))
 
     @strawberry.mutation(description="Delete a note, wherever it is in the log.")
-    async def note_delete(self, info: Info, contact_id: strawberry.ID, note_id: strawberry.ID) -> NoteDeletePayload:
+    async def note_delete(
+        self, info: Info, contact_id: strawberry.ID, note_id: strawberry.ID
+    ) -> NoteDeletePayload:
         ctx = info.context
         try:
             note_oid = decode_id(note_id, "ActivityEntry")
@@ -65,13 +76,19 @@ class ActivityMutation:
             return NoteDeletePayload.refused(refusal)
         activity_changed(info)
         assert note_oid is not None
-        return NoteDeletePayload(deleted_note_id=strawberry.ID(encode_id("ActivityEntry", note_oid)))
+        return NoteDeletePayload(
+            deleted_note_id=strawberry.ID(encode_id("ActivityEntry", note_oid))
+        )
 
 
 @strawberry.type
 class ActivitySubscription:
-    @strawberry.subscription(description="New entries of a contact's activity log as they are written (notes only for STAFF and ADMIN keys).")
-    async def contact_activity(self, info: Info, contact_id: strawberry.ID) -> AsyncGenerator[ActivityEntry, None]:
+    @strawberry.subscription(
+        description="New entries of a contact's activity log as they are written (notes only for STAFF and ADMIN keys)."
+    )
+    async def contact_activity(
+        self, info: Info, contact_id: strawberry.ID
+    ) -> AsyncGenerator[ActivityEntry, None]:
         ctx = info.context
         if ctx.key.role not in allowed_roles(info.operation.operation, "contactActivity"):
             raise forbidden(f"A {ctx.key.role.value} key may not use contactActivity.")
@@ -87,6 +104,8 @@ class ActivitySubscription:
         async with feed.listen(ctx.shop_id, cid) as entries:
             async for entry in entries:
                 if visible_entry(info, entry):
+                    # A connection lives long: each event reads afresh (e.g. its order).
+                    ctx.loaders = Loaders(ctx.database, ctx.shop_id)
                     yield ActivityEntry.from_doc(entry)
 
 

@@ -35,11 +35,15 @@ class ConsentMutation:
         ] = None,
         evidence: Annotated[
             str | None,
-            strawberry.argument(description="What the person agreed to (e.g. the checkbox wording), at most 5,000 characters."),
+            strawberry.argument(
+                description="What the person agreed to (e.g. the checkbox wording), at most 5,000 characters."
+            ),
         ] = None,
         at: Annotated[
             DateTime | None,
-            strawberry.argument(description="When the person gave or withdrew consent (default: now); not in the future."),
+            strawberry.argument(
+                description="When the person gave or withdrew consent (default: now); not in the future."
+            ),
         ] = None,
     ) -> ContactPayload:
         ctx = info.context

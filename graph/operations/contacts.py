@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import strawberry
@@ -179,4 +180,7 @@ async def _contact_node(info: Info, oid: ObjectId) -> Contact | None:
 
 
 # How `node(id:)` finds each type; other features add theirs.
-NODE_RESOLVERS = {"Contact": _contact_node, "Order": load_order}
+NODE_RESOLVERS: dict[str, Callable[[Info, ObjectId], Awaitable[Node | None]]] = {
+    "Contact": _contact_node,
+    "Order": load_order,
+}

@@ -31,18 +31,36 @@ NOTE_ROLES = frozenset({Role.ADMIN, Role.STAFF})
 
 @strawberry.enum(description="What an activity entry records.")
 class ActivityKind(Enum):
-    CONTACT_CREATED = strawberry.enum_value("CONTACT_CREATED", description="The contact was created.")
-    DETAILS_UPDATED = strawberry.enum_value("DETAILS_UPDATED", description="Details were edited by hand.")
+    CONTACT_CREATED = strawberry.enum_value(
+        "CONTACT_CREATED", description="The contact was created."
+    )
+    DETAILS_UPDATED = strawberry.enum_value(
+        "DETAILS_UPDATED", description="Details were edited by hand."
+    )
     NOTE = strawberry.enum_value("NOTE", description="An internal note by staff.")
     ORDER_PLACED = strawberry.enum_value("ORDER_PLACED", description="An order was placed.")
     ORDER_CANCELED = strawberry.enum_value("ORDER_CANCELED", description="An order was canceled.")
-    DRAFT_ORDER_CREATED = strawberry.enum_value("DRAFT_ORDER_CREATED", description="Staff made a draft order.")
-    CONVERTED_TO_CUSTOMER = strawberry.enum_value("CONVERTED_TO_CUSTOMER", description="A lead became a customer.")
-    MESSAGE_SENT = strawberry.enum_value("MESSAGE_SENT", description="An e-mail was delivered; the text is its subject.")
-    FORM_SUBMITTED = strawberry.enum_value("FORM_SUBMITTED", description="A contact form was submitted; the text is the message.")
-    CONSENT_CHANGED = strawberry.enum_value("CONSENT_CHANGED", description="A marketing consent event was recorded.")
-    LABELS_CHANGED = strawberry.enum_value("LABELS_CHANGED", description="Labels were added, removed or renamed.")
-    CONTACTS_MERGED = strawberry.enum_value("CONTACTS_MERGED", description="Duplicates were merged into this contact.")
+    DRAFT_ORDER_CREATED = strawberry.enum_value(
+        "DRAFT_ORDER_CREATED", description="Staff made a draft order."
+    )
+    CONVERTED_TO_CUSTOMER = strawberry.enum_value(
+        "CONVERTED_TO_CUSTOMER", description="A lead became a customer."
+    )
+    MESSAGE_SENT = strawberry.enum_value(
+        "MESSAGE_SENT", description="An e-mail was delivered; the text is its subject."
+    )
+    FORM_SUBMITTED = strawberry.enum_value(
+        "FORM_SUBMITTED", description="A contact form was submitted; the text is the message."
+    )
+    CONSENT_CHANGED = strawberry.enum_value(
+        "CONSENT_CHANGED", description="A marketing consent event was recorded."
+    )
+    LABELS_CHANGED = strawberry.enum_value(
+        "LABELS_CHANGED", description="Labels were added, removed or renamed."
+    )
+    CONTACTS_MERGED = strawberry.enum_value(
+        "CONTACTS_MERGED", description="Duplicates were merged into this contact."
+    )
 
 
 @strawberry.type(description="One entry of a contact's activity log.")
@@ -52,12 +70,16 @@ class ActivityEntry(Node):
     author: str | None = strawberry.field(
         description="The API key's name for entries made by staff; null for system entries."
     )
-    text: str | None = strawberry.field(description="The note, the message subject, the form message, ...")
+    text: str | None = strawberry.field(
+        description="The note, the message subject, the form message, ..."
+    )
     edited_at: DateTime | None = strawberry.field(description="When a note was last edited.")
     order_id: strawberry.Private[ObjectId | None]
 
     @strawberry.field(description="The order, for order entries; null when it no longer exists.")
-    async def order(self, info: Info) -> Annotated[Order, strawberry.lazy("graph.types.order")] | None:
+    async def order(
+        self, info: Info
+    ) -> Annotated[Order, strawberry.lazy("graph.types.order")] | None:
         if self.order_id is None:
             return None
         doc = await info.context.loaders.order_by_id.load(self.order_id)
@@ -91,7 +113,9 @@ class ActivityConnection:
     edges: list[ActivityEdge]
     nodes: list[ActivityEntry]
     page_info: PageInfo
-    total_count: int = strawberry.field(description="Entries of the requested kinds over all pages.")
+    total_count: int = strawberry.field(
+        description="Entries of the requested kinds over all pages."
+    )
 
     @classmethod
     def from_page(cls, page: ActivityPage) -> ActivityConnection:
@@ -121,21 +145,26 @@ def visible_kinds(info: Info, kinds: list[ActivityKind] | None) -> tuple[str, ..
     """The kinds a caller asked for, less those its role may not read; None for all."""
     if kinds is None and may_read_notes(info):
         return None
-    wanted = [k.value for k in (kinds if kinds is not None else list(ActivityKind))]
+    # Names: each kind's value is its name.
+    wanted = [k.name for k in (kinds if kinds is not None else list(ActivityKind))]
     if not may_read_notes(info):
-        wanted = [k for k in wanted if k != ActivityKind.NOTE.value]
+        wanted = [k for k in wanted if k != ActivityKind.NOTE.name]
     return tuple(sorted(set(wanted)))
 
 
 def visible_entry(info: Info, doc: dict[str, Any]) -> bool:
-    return doc.get("kind") != ActivityKind.NOTE.value or may_read_notes(info)
+    return doc.get("kind") != ActivityKind.NOTE.name or may_read_notes(info)
 
 
 EMPTY_PAGE = ActivityPage(entries=[], has_next=False, has_previous=False, total_count=0)
 
 
 async def contact_activity(
-    info: Info, contact_id: ObjectId, first: int | None, after: str | None, kinds: list[ActivityKind] | None
+    info: Info,
+    contact_id: ObjectId,
+    first: int | None,
+    after: str | None,
+    kinds: list[ActivityKind] | None,
 ) -> ActivityConnection:
     size = DEFAULT_PAGE if first is None else first
     if not 1 <= size <= MAX_PAGE:
@@ -144,7 +173,9 @@ async def contact_activity(
     wanted = visible_kinds(info, kinds)
     if wanted == ():
         return ActivityConnection.from_page(EMPTY_PAGE)
-    page = await info.context.loaders.activity_page.load(ActivityQuery(contact_id, size, cursor, wanted))
+    page = await info.context.loaders.activity_page.load(
+        ActivityQuery(contact_id, size, cursor, wanted)
+    )
     return ActivityConnection.from_page(page or EMPTY_PAGE)
 
 
@@ -155,7 +186,7 @@ async def contact_notes(info: Info, contact_id: ObjectId, first: int | None) -> 
     if not 1 <= size <= NOTES_MAX:
         raise bad_input(f"`first` must be between 1 and {NOTES_MAX}, got {size}.")
     page = await info.context.loaders.activity_page.load(
-        ActivityQuery(contact_id, size, None, (ActivityKind.NOTE.value,))
+        ActivityQuery(contact_id, size, None, (ActivityKind.NOTE.name,))
     )
     return [ActivityEntry.from_doc(e) for e in (page.entries if page else [])]
 

@@ -11,7 +11,9 @@ from graph.types.common import UserError
 from resolvers.errors import Refused
 
 
-@strawberry.type(description="A label of the shop; identity is case-insensitive, the first spelling is kept.")
+@strawberry.type(
+    description="A label of the shop; identity is case-insensitive, the first spelling is kept."
+)
 class Label:
     name: str
     contact_count: int = strawberry.field(description="Contacts that carry the label, exactly.")

@@ -1,0 +1,278 @@
+"""Delivers queued messages over SMTP in the background, with retries; an outage loses nothing.
+
+A message is claimed by moving its `nextAttemptAt` past a lease, so several
+processes can share the outbox and a process that dies mid-delivery leaves
+the message due again once the lease ends. A failure that may pass (the
+server is away, a 4xx reply) keeps the message QUEUED with an exponential
+backoff; a refusal (5xx, e.g. an unknown mailbox) makes it FAILED with the
+server's reason, as does a marketing message whose contact unsubscribed
+meanwhile. After `give_up_after` of failing the message is FAILED too.
+
+Delivery is at least once: if a process dies after the server accepted a
+message but before recording it as SENT, the message goes out again; its
+Message-ID stays the same, so receivers can tell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import email.utils
+import logging
+import random
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import aiosmtplib
+from pymongo import ReturnDocument
+from pymongo.errors import PyMongoError
+
+from loaders.mongo import Database, Doc
+from resolvers import activity
+from resolvers.clock import now
+from resolvers.consent import current_state
+
+log = logging.getLogger("contactgraph")
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    hostname: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    use_tls: bool = False
+
+    @classmethod
+    def from_url(cls, url: str) -> SmtpServer:
+        """`smtp://[user:password@]host[:port]` (STARTTLS when offered) or `smtps://...` (TLS)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("SMTP_URL must look like smtp://user:password@host:port")
+        tls = parts.scheme == "smtps"
+        return cls(
+            hostname=parts.hostname,
+            port=parts.port or (465 if tls else 25),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            use_tls=tls,
+        )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    first_delay: float = 2.0  # seconds; doubles with every failed attempt
+    max_delay: float = 300.0
+    give_up_after: float = 72 * 3600.0
+    lease: float = 120.0  # longer than one delivery can take
+    timeout: float = 30.0
+
+    def delay(self, attempts: int) -> float:
+        base = min(self.max_delay, self.first_delay * 2 ** max(0, attempts - 1))
+        return base * random.uniform(0.8, 1.0)  # spread the retries of many messages
+
+
+class PermanentFailure(Exception):
+    pass
+
+
+def build_email(message: Doc, sender: str) -> EmailMessage:
+    mail = EmailMessage()
+    mail["From"] = sender
+    mail["To"] = message["to"]
+    mail["Subject"] = message["subject"]
+    mail["Date"] = email.utils.format_datetime(message["createdAt"])
+    domain = email.utils.parseaddr(sender)[1].rpartition("@")[2] or "contactgraph"
+    mail["Message-ID"] = f"<{message['_id']}@{domain}>"
+    body = message["body"]
+    url = message.get("unsubscribeUrl")
+    if url:
+        mail["List-Unsubscribe"] = f"<{url}>"
+        mail["List-Unsubscribe-Post"] = (
+            "List-Unsubscribe=One-Click"  # RFC 8058: a POST unsubscribes
+        )
+        body = f"{body}\n\n--\nTo stop receiving these e-mails, unsubscribe: {url}\n"
+    mail.set_content(body)
+    return mail
+
+
+class Outbox:
+    def __init__(
+        self,
+        database: Database,
+        server: SmtpServer,
+        sender: str,
+        policy: RetryPolicy | None = None,
+        poll_seconds: float = 5.0,
+    ) -> None:
+        self.database = database
+        self.server = server
+        self.sender = sender
+        self.policy = policy or RetryPolicy()
+        self.poll_seconds = poll_seconds
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def wake(self) -> None:
+        """A message was queued: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.deliver_due()
+            except PyMongoError:
+                log.warning("outbox: the database is not reachable; trying again", exc_info=True)
+            # Sleep until woken, the next retry falls due, or the poll interval passes.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), await self._idle_seconds())
+            self._wake.clear()
+
+    async def _idle_seconds(self) -> float:
+        try:
+            due = await self.database.messages.find_one(
+                {"status": "QUEUED"}, {"nextAttemptAt": 1}, sort=[("nextAttemptAt", 1)]
+            )
+        except PyMongoError:
+            return self.poll_seconds
+        if due is None or due.get("nextAttemptAt") is None:
+            return self.poll_seconds
+        wait = (due["nextAttemptAt"] - now()).total_seconds()
+        return min(self.poll_seconds, max(0.01, wait))
+
+    async def deliver_due(self) -> int:
+        """Deliver every message that is due; how many were attempted."""
+        attempted = 0
+        while (message := await self._claim()) is not None:
+            attempted += 1
+            await self._deliver(message)
+        return attempted
+
+    async def _claim(self) -> Doc | None:
+        at = now()
+        # The outbox serves every shop: the one query that is not by shop.
+        return await self.database.messages.find_one_and_update(
+            {"status": "QUEUED", "nextAttemptAt": {"$lte": at}},
+            {
+                "$set": {"nextAttemptAt": at + dt.timedelta(seconds=self.policy.lease)},
+                "$inc": {"attempts": 1},
+            },
+            sort=[("nextAttemptAt", 1)],
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def _deliver(self, message: Doc) -> None:
+        try:
+            await self._check_still_wanted(message)
+            await aiosmtplib.send(
+                build_email(message, self.sender),
+                hostname=self.server.hostname,
+                port=self.server.port,
+                username=self.server.username,
+                password=self.server.password,
+                use_tls=self.server.use_tls,
+                timeout=self.policy.timeout,
+            )
+        except PermanentFailure as failure:
+            await self._failed(message, str(failure))
+        except aiosmtplib.SMTPRecipientsRefused as refused:
+            reasons = "; ".join(f"{r.code} {r.message}" for r in refused.recipients)
+            await self._failed(message, f"The mail server refused the recipient: {reasons}")
+        except aiosmtplib.SMTPResponseException as error:
+            if error.code >= 500:
+                await self._failed(
+                    message, f"The mail server refused the message: {error.code} {error.message}"
+                )
+            else:
+                await self._retry(message, f"{error.code} {error.message}")
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            await self._retry(message, f"{type(error).__name__}: {error}")
+        else:
+            await self._sent(message)
+
+    async def _check_still_wanted(self, message: Doc) -> None:
+        contact = await self.database.contacts.find_one(
+            {"shopId": message["shopId"], "_id": message["contactId"]}, {"consent": 1}
+        )
+        if contact is None:
+            raise PermanentFailure("The contact no longer exists.")
+        if message.get("marketing") and current_state(contact) != "SUBSCRIBED":
+            raise PermanentFailure("The contact is no longer subscribed to marketing e-mail.")
+
+    def _mine(self, message: Doc) -> Doc:
+        """The message as this attempt claimed it: a later claim elsewhere makes writes miss."""
+        return {
+            "_id": message["_id"],
+            "shopId": message["shopId"],
+            "status": "QUEUED",
+            "attempts": message["attempts"],
+        }
+
+    async def _sent(self, message: Doc) -> None:
+        at = now()
+        entry = activity.entry(
+            "MESSAGE_SENT", text=message["subject"], author=message.get("author"), at=at
+        )
+
+        async def record(session: Any) -> Doc | None:
+            marked = await self.database.messages.update_one(
+                self._mine(message),
+                {
+                    "$set": {
+                        "status": "SENT",
+                        "sentAt": at,
+                        "nextAttemptAt": None,
+                        "lastError": None,
+                    }
+                },
+                session=session,
+            )
+            if not marked.modified_count:
+                return None
+            return await self.database.contacts.find_one_and_update(
+                {"_id": message["contactId"], "shopId": message["shopId"]},
+                activity.merge_updates(activity.push([entry]), {"$set": {"updatedAt": at}}),
+                projection={"activity": 0},
+                return_document=ReturnDocument.AFTER,
+                session=session,
+            )
+
+        contact = await activity.in_transaction(self.database, record)
+        await activity.spill_overflow(self.database, message["shopId"], contact)
+
+    async def _failed(self, message: Doc, reason: str) -> None:
+        log.warning("outbox: message %s failed: %s", message["_id"], reason)
+        await self.database.messages.update_one(
+            self._mine(message),
+            {"$set": {"status": "FAILED", "nextAttemptAt": None, "lastError": reason}},
+        )
+
+    async def _retry(self, message: Doc, reason: str) -> None:
+        at = now()
+        if (at - message["createdAt"]).total_seconds() > self.policy.give_up_after:
+            await self._failed(
+                message, f"Gave up after {message['attempts']} attempts; last error: {reason}"
+            )
+            return
+        delay = self.policy.delay(message["attempts"])
+        log.info(
+            "outbox: message %s not delivered (%s); again in %.1fs", message["_id"], reason, delay
+        )
+        await self.database.messages.update_one(
+            self._mine(message),
+            {"$set": {"nextAttemptAt": at + dt.timedelta(seconds=delay), "lastError": reason}},
+        )

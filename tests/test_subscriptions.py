@@ -1,0 +1,266 @@
+"""subscription contactActivity over WebSocket (graphql-transport-ws), against a real uvicorn server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import uvicorn
+import websockets
+from bson import ObjectId
+from starlette.applications import Starlette
+
+from graph.app import create_app
+from graph.embedded import free_port
+from graph.settings import Settings
+from graph.types.node import decode_id, encode_id
+from resolvers import activity
+from resolvers.activity import SPILL_AT
+
+CREATE = "mutation($email: String!) { contactCreate(input: {email: $email}) { contact { id } } }"
+NOTE = "mutation($id: ID!, $text: String!) { noteAdd(contactId: $id, text: $text) { note { id } userErrors { code } } }"
+LABEL = (
+    'mutation($id: ID!) { labelsAdd(contactIds: [$id], labels: ["VIP"]) { userErrors { code } } }'
+)
+WATCH = "subscription($id: ID!) { contactActivity(contactId: $id) { id kind text author } }"
+PROTOCOL = "graphql-transport-ws"
+WAIT = 10.0
+
+
+class Server:
+    def __init__(self, app: Starlette, port: int) -> None:
+        self.app = app
+        self.url = f"ws://127.0.0.1:{port}/graphql"
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            ws="websockets-sansio",
+            lifespan="on",
+        )
+        self.server = uvicorn.Server(config)
+        self.task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Server:
+        self.task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            assert not self.task.done(), "the server did not start"
+            await asyncio.sleep(0.02)
+        return self
+
+    async def __aexit__(self, *_: Any) -> None:
+        self.server.should_exit = True
+        assert self.task is not None
+        await self.task
+
+
+@pytest.fixture
+async def server(settings: Settings, database: Any) -> AsyncIterator[Server]:
+    app = create_app(
+        Settings(mongodb_uri=settings.mongodb_uri, database=settings.database, key_cache_seconds=0)
+    )
+    async with Server(app, free_port()) as running:
+        yield running
+
+
+class Socket:
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    async def send(self, message: dict) -> None:
+        await self.connection.send(json.dumps(message))
+
+    async def receive(self, within: float = WAIT) -> dict:
+        return json.loads(await asyncio.wait_for(self.connection.recv(), within))
+
+    async def subscribe(self, gid: str, op: str = "1") -> None:
+        await self.send(
+            {"id": op, "type": "subscribe", "payload": {"query": WATCH, "variables": {"id": gid}}}
+        )
+        await asyncio.sleep(
+            0.3
+        )  # the protocol has no "subscribed": give the server a moment to listen
+
+
+async def connect(server: Server, key: str | None) -> tuple[Any, Socket]:
+    connection = await websockets.connect(server.url, subprotocols=[PROTOCOL])
+    socket = Socket(connection)
+    await socket.send(
+        {"type": "connection_init", "payload": {"authorization": f"Bearer {key}"} if key else {}}
+    )
+    return connection, socket
+
+
+async def authorized(server: Server, key: str) -> tuple[Any, Socket]:
+    connection, socket = await connect(server, key)
+    assert await socket.receive() == {"type": "connection_ack"}
+    return connection, socket
+
+
+async def contact(api: Any, email: str = "ann@example.com") -> str:
+    return (await api.data(CREATE, {"email": email}))["contactCreate"]["contact"]["id"]
+
+
+async def test_a_new_note_arrives(server, api, keys):
+    gid = await contact(api)
+    connection, socket = await authorized(server, keys["STAFF"])
+    async with connection:
+        await socket.subscribe(gid)
+        note = (await api.data(NOTE, {"id": gid, "text": "Called about the invoice"}))["noteAdd"][
+            "note"
+        ]
+        message = await socket.receive()
+        assert message == {
+            "id": "1",
+            "type": "next",
+            "payload": {
+                "data": {
+                    "contactActivity": {
+                        "id": note["id"],
+                        "kind": "NOTE",
+                        "text": "Called about the invoice",
+                        "author": "Admin Person",
+                    }
+                }
+            },
+        }
+        await api.data(LABEL, {"id": gid})
+        labels = await socket.receive()
+        assert labels["payload"]["data"]["contactActivity"]["kind"] == "LABELS_CHANGED"
+        assert labels["payload"]["data"]["contactActivity"]["text"] == "Labels added: VIP"
+        # Nothing is delivered twice, and another contact's entries do not come.
+        other = await contact(api, "bob@example.com")
+        await api.data(NOTE, {"id": other, "text": "not for this subscriber"})
+        with pytest.raises(TimeoutError):
+            await socket.receive(within=1.0)
+        await socket.send({"id": "1", "type": "complete"})
+    await asyncio.sleep(0.2)
+    # The last subscriber gone, the shared change stream is closed.
+    assert server.app.state.activity_feed._task is None
+
+
+async def test_readers_do_not_see_notes(server, api, keys):
+    gid = await contact(api)
+    connection, socket = await authorized(server, keys["READER"])
+    async with connection:
+        await socket.subscribe(gid)
+        await api.data(NOTE, {"id": gid, "text": "internal"})
+        await api.data(LABEL, {"id": gid})
+        message = await socket.receive()
+        assert message["payload"]["data"]["contactActivity"]["kind"] == "LABELS_CHANGED"
+
+
+async def test_another_shops_contact_is_an_error(server, api, keys):
+    gid = await contact(api)
+    connection, socket = await authorized(server, keys["OTHER"])
+    async with connection:
+        for target in (gid, encode_id("Contact", ObjectId()), "junk"):
+            await socket.send(
+                {
+                    "id": target,
+                    "type": "subscribe",
+                    "payload": {"query": WATCH, "variables": {"id": target}},
+                }
+            )
+            error, complete = await socket.receive(), await socket.receive()
+            assert (error["id"], error["type"]) == (target, "next")
+            assert error["payload"]["data"] is None
+            [problem] = error["payload"]["errors"]
+            assert problem["extensions"] == {"code": "NOT_FOUND"}
+            assert problem["message"] == "Contact not found."
+            assert complete == {"id": target, "type": "complete"}
+
+
+async def test_roles_without_read_access_are_refused(server, api, keys):
+    gid = await contact(api)
+    for role in ("PUBLIC", "INGEST"):
+        connection, socket = await authorized(server, keys[role])
+        async with connection:
+            await socket.send(
+                {
+                    "id": "1",
+                    "type": "subscribe",
+                    "payload": {"query": WATCH, "variables": {"id": gid}},
+                }
+            )
+            error, complete = await socket.receive(), await socket.receive()
+            assert error["type"] == "next" and error["payload"]["data"] is None
+            assert [e["extensions"]["code"] for e in error["payload"]["errors"]] == ["FORBIDDEN"]
+            assert complete == {"id": "1", "type": "complete"}
+
+
+async def test_a_bad_or_missing_key_closes_the_connection(server, keys):
+    for key in (None, "cg_admin_not-a-real-key"):
+        connection, socket = await connect(server, key)
+        async with connection:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await socket.receive()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+
+
+async def test_the_subscription_ends_when_the_contact_is_deleted(server, api, keys):
+    gid = await contact(api)
+    connection, socket = await authorized(server, keys["ADMIN"])
+    async with connection:
+        await socket.subscribe(gid)
+        deleted = await api.data(
+            "mutation($id: ID!) { contactsDelete(ids: [$id]) { deletedIds } }", {"id": gid}
+        )
+        assert deleted["contactsDelete"]["deletedIds"] == [gid]
+        assert await socket.receive() == {"id": "1", "type": "complete"}
+
+
+async def test_archiving_does_not_deliver_entries_again(server, api, keys, database):
+    gid = await contact(api)
+    oid = decode_id(gid, "Contact")
+    # A log just under the bound, written before anyone listens.
+    await database.contacts.update_one(
+        {"_id": oid},
+        activity.push(
+            [activity.entry("FORM_SUBMITTED", text=f"old {i}") for i in range(SPILL_AT - 3)]
+        ),
+    )
+    connection, socket = await authorized(server, keys["ADMIN"])
+    async with connection:
+        await socket.subscribe(gid)
+        written = []
+        for i in range(5):  # the third one pushes the log over the bound: a bucket is archived
+            written.append(
+                (await api.data(NOTE, {"id": gid, "text": f"new {i}"}))["noteAdd"]["note"]["id"]
+            )
+        received = [
+            (await socket.receive())["payload"]["data"]["contactActivity"]["id"] for _ in written
+        ]
+        assert received == written
+        assert await database.activity_archive.count_documents({"contactId": oid}) == 1
+        with pytest.raises(TimeoutError):
+            await socket.receive(within=1.0)
+
+
+async def test_order_entries_arrive_with_their_order(server, api, keys):
+    gid = await contact(api, "buyer@example.com")
+    watch = (
+        "subscription($id: ID!) { contactActivity(contactId: $id) { kind order { externalId } } }"
+    )
+    connection, socket = await authorized(server, keys["READER"])
+    async with connection:
+        await socket.send(
+            {"id": "1", "type": "subscribe", "payload": {"query": watch, "variables": {"id": gid}}}
+        )
+        await asyncio.sleep(0.3)
+        record = """
+        mutation { orderRecord(input: {externalId: "A-1", email: "BUYER@example.com", currencyCode: "EUR",
+          lineItems: [{title: "Tea", quantity: 1, unitPrice: "4.50"}]}) { userErrors { code } } }
+        """
+        assert (await api.data(record))["orderRecord"]["userErrors"] == []
+        received = [
+            (await socket.receive())["payload"]["data"]["contactActivity"] for _ in range(2)
+        ]
+        assert sorted(received, key=lambda e: e["kind"]) == [
+            {"kind": "CONVERTED_TO_CUSTOMER", "order": None},
+            {"kind": "ORDER_PLACED", "order": {"externalId": "A-1"}},
+        ]
