@@ -409,7 +409,7 @@ class ProcessCpu:
 
     The kernel counts in clock ticks (10 ms), so read it around many
     requests, not one; `idle_rate` is what the process burns doing nothing
-    (driver heartbeats), to subtract.
+    (cores), to show that it is next to nothing.
     """
 
     def __init__(self, pid: int) -> None:
@@ -519,6 +519,8 @@ async def throughput(
         "requests_per_second": round(completed / measured, 2) if measured > 0 else None,
         "latency_under_load": summary(latencies),
     }
+    if completed == 0:
+        result["note"] = "no request completed inside the window: one takes longer than that at this concurrency"
     if not window.done():
         window.cancel()  # ended early by max_requests: no CPU window
     elif len(cpu_readings) == 2:

@@ -20,8 +20,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.types.unset import UNSET
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.types.unset import UNSET
 
 from graph.auth import KeyCache, bearer_token
 from graph.context import Context
@@ -149,7 +149,7 @@ class ContactgraphGraphQL(GraphQL):
             data["extensions"] = result.extensions
         return data
 
-    def encode_json(self, data: object) -> bytes:  # type: ignore[override]
+    def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

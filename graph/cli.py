@@ -17,7 +17,15 @@ from graph import csv_commands
 from graph.embedded import EmbeddedServer, database_uri, forget_running, record_running
 from graph.settings import Settings, SettingsError
 from loaders.mongo import Database, connect, ensure_indexes
-from resolvers.shops import Role, ShopError, create_key, ensure_shop, list_keys, revoke_key, rotate_webhook_secret
+from resolvers.shops import (
+    Role,
+    ShopError,
+    create_key,
+    ensure_shop,
+    list_keys,
+    revoke_key,
+    rotate_webhook_secret,
+)
 
 T = TypeVar("T")
 DEMO_SHOP = "demo"
@@ -189,28 +197,44 @@ def seed(settings: Settings, shop: str, contacts: int, orders_per_contact: int) 
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="contactgraph", description="A GraphQL API for a web shop's contacts.")
-    top.add_argument("--data-dir", help="where the embedded database keeps its data (CONTACTGRAPH_DATA_DIR)")
+    top = argparse.ArgumentParser(
+        prog="contactgraph", description="A GraphQL API for a web shop's contacts."
+    )
+    top.add_argument(
+        "--data-dir", help="where the embedded database keeps its data (CONTACTGRAPH_DATA_DIR)"
+    )
     commands = top.add_subparsers(dest="command", required=True)
 
-    serve_cmd = commands.add_parser("serve", help="run the API (and the embedded database unless MONGODB_URI is set)")
+    serve_cmd = commands.add_parser(
+        "serve", help="run the API (and the embedded database unless MONGODB_URI is set)"
+    )
     serve_cmd.add_argument("--host", help="address to bind (CONTACTGRAPH_HOST, default 127.0.0.1)")
     serve_cmd.add_argument("--port", type=int, help="port (CONTACTGRAPH_PORT, default 8000)")
     serve_cmd.add_argument("--data-dir", dest="serve_data_dir", help=argparse.SUPPRESS)
-    serve_cmd.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    serve_cmd.add_argument(
+        "--workers", type=int, default=1, help="uvicorn worker processes (default 1)"
+    )
 
-    keys = commands.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
+    keys = commands.add_parser("keys", help="API keys").add_subparsers(
+        dest="keys_command", required=True
+    )
     create = keys.add_parser("create", help="create a key; prints it on the last line")
     create.add_argument("--shop", required=True)
     create.add_argument("--role", required=True, choices=[r.value for r in Role], type=str.upper)
-    create.add_argument("--name", required=True, help="shown as the author of notes and consent changes")
+    create.add_argument(
+        "--name", required=True, help="shown as the author of notes and consent changes"
+    )
     listing = keys.add_parser("list", help="list a shop's keys")
     listing.add_argument("--shop", required=True)
     revoke = keys.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id")
 
-    shops = commands.add_parser("shops", help="shops").add_subparsers(dest="shops_command", required=True)
-    secret = shops.add_parser("webhook-secret", help="print (or --rotate) the shop's order webhook secret")
+    shops = commands.add_parser("shops", help="shops").add_subparsers(
+        dest="shops_command", required=True
+    )
+    secret = shops.add_parser(
+        "webhook-secret", help="print (or --rotate) the shop's order webhook secret"
+    )
     secret.add_argument("--shop", required=True)
     secret.add_argument("--rotate", action="store_true")
 

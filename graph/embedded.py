@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,11 +92,16 @@ class EmbeddedServer:
         self._stderr = tempfile.TemporaryFile()
         command = [
             _executable(),
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
-            "--storage-path", self.storage,
-            "--log-level", "WARNING",
-            "--cache-size", self.cache_size,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--storage-path",
+            self.storage,
+            "--log-level",
+            "WARNING",
+            "--cache-size",
+            self.cache_size,
         ]
         self.process = subprocess.Popen(
             command,
@@ -113,7 +119,9 @@ class EmbeddedServer:
                 self._stderr.seek(0)
                 err = self._stderr.read().decode(errors="replace")
                 self._close_log()
-                raise EmbeddedServerError(f"the embedded database exited at start: {err.strip()[-2000:]}")
+                raise EmbeddedServerError(
+                    f"the embedded database exited at start: {err.strip()[-2000:]}"
+                )
             if ping(self.uri, timeout_ms=500):
                 return self
             time.sleep(0.1)
@@ -167,7 +175,7 @@ def running_uri(data_dir: Path) -> str | None:
 
 
 @contextlib.contextmanager
-def database_uri(mongodb_uri: str | None, data_dir: Path):  # type: ignore[no-untyped-def]
+def database_uri(mongodb_uri: str | None, data_dir: Path) -> Iterator[str]:
     """MONGODB_URI when set, else the running embedded server, else one started for the block."""
     if mongodb_uri:
         yield mongodb_uri

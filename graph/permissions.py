@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from graphql import (
     ExecutionResult,
     FieldNode,
+    FragmentDefinitionNode,
     FragmentSpreadNode,
     InlineFragmentNode,
     OperationType,
@@ -34,7 +35,9 @@ ROOT_FIELD_ROLES: dict[str, frozenset[Role]] = {
 }
 
 
-def _root_fields(selection_set: SelectionSetNode, fragments: dict, seen: set[str]) -> Iterator[str]:
+def _root_fields(
+    selection_set: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode], seen: set[str]
+) -> Iterator[str]:
     for selection in selection_set.selections:
         if isinstance(selection, FieldNode):
             yield selection.name.value
@@ -61,9 +64,13 @@ class RootFieldPermissions(SchemaExtension):
         ctx = self.execution_context
         document = ctx.graphql_document
         operation = get_operation_ast(document, ctx.operation_name) if document else None
-        if operation is not None:
+        if document is not None and operation is not None:
             role = ctx.context.key.role
-            fragments = {d.name.value: d for d in document.definitions if hasattr(d, "type_condition")}
+            fragments = {
+                d.name.value: d
+                for d in document.definitions
+                if isinstance(d, FragmentDefinitionNode)
+            }
             denied = [
                 name
                 for name in _root_fields(operation.selection_set, fragments, set())

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
-from strawberry.schema.config import StrawberryConfig
+from graphql import ASTValidationRule, GraphQLError
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache, ValidationCache
+from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
@@ -66,7 +66,10 @@ class ContactgraphSchema(strawberry.Schema):
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     settings = settings or Settings()
-    rules = [max_depth_rule(settings.max_depth), max_aliases_rule(settings.max_aliases)]
+    rules: list[type[ASTValidationRule]] = [
+        max_depth_rule(settings.max_depth),
+        max_aliases_rule(settings.max_aliases),
+    ]
     # Factories: Strawberry builds fresh extensions per request; the parse and
     # validation caches behind them are shared.
     extensions: list[Any] = [

@@ -14,16 +14,29 @@ from tqdm import tqdm
 from loaders.contacts import label_key
 from loaders.mongo import Database
 from resolvers import activity
-from resolvers.contacts import new_contact
 from resolvers.clock import now
+from resolvers.contacts import new_contact
 from resolvers.shops import ensure_shop
 from resolvers.validation import email_key, parse_phone
 
-LABELS = ["VIP", "Newsletter", "Wholesale", "Vegan", "Top100", "Returning", "B2B", "Gift buyer", "Local", "Press"]
+LABELS = [
+    "VIP",
+    "Newsletter",
+    "Wholesale",
+    "Vegan",
+    "Top100",
+    "Returning",
+    "B2B",
+    "Gift buyer",
+    "Local",
+    "Press",
+]
 BATCH = 1_000
 
 
-def fake_contact(fake: Faker, shop_id: str, index: int, at: dt.datetime, rng: random.Random) -> dict[str, Any]:
+def fake_contact(
+    fake: Faker, shop_id: str, index: int, at: dt.datetime, rng: random.Random
+) -> dict[str, Any]:
     first, last = fake.first_name(), fake.last_name()
     # The index keeps addresses unique however many contacts are asked for.
     email = f"{first}.{last}.{index}@{fake.free_email_domain()}".lower().replace(" ", "")
@@ -55,7 +68,9 @@ def fake_contact(fake: Faker, shop_id: str, index: int, at: dt.datetime, rng: ra
     )
 
 
-async def seed_shop(database: Database, shop_id: str, contacts: int, orders_per_contact: int = 0) -> int:
+async def seed_shop(
+    database: Database, shop_id: str, contacts: int, orders_per_contact: int = 0
+) -> int:
     """Insert `contacts` fake contacts (and their orders); returns how many were written."""
     await ensure_shop(database, shop_id)
     fake = Faker("de_DE")
@@ -66,7 +81,10 @@ async def seed_shop(database: Database, shop_id: str, contacts: int, orders_per_
     written = 0
     with tqdm(total=contacts, unit="contact", desc="seeding") as bar:
         for start in range(0, contacts, BATCH):
-            docs = [fake_contact(fake, shop_id, i, at, rng) for i in range(start, min(start + BATCH, contacts))]
+            docs = [
+                fake_contact(fake, shop_id, i, at, rng)
+                for i in range(start, min(start + BATCH, contacts))
+            ]
             await database.contacts.insert_many(docs, ordered=False)
             for doc in docs:
                 label_counts.update(doc["labels"])
@@ -81,7 +99,10 @@ async def seed_shop(database: Database, shop_id: str, contacts: int, orders_per_
             [
                 UpdateOne(
                     {"shopId": shop_id, "key": label_key(name)},
-                    {"$inc": {"contactCount": count}, "$setOnInsert": {"name": name, "createdAt": at}},
+                    {
+                        "$inc": {"contactCount": count},
+                        "$setOnInsert": {"name": name, "createdAt": at},
+                    },
                     upsert=True,
                 )
                 for name, count in label_counts.items()

@@ -64,8 +64,12 @@ class Settings:
         }
         if values["smtp_url"] and not str(values["smtp_url"]).startswith(("smtp://", "smtps://")):
             raise SettingsError("SMTP_URL must start with smtp:// or smtps://")
-        values["outbox_retry_max_seconds"] = float(_int(env, "CONTACTGRAPH_OUTBOX_RETRY_MAX_SECONDS", 300, 1, 86_400))
-        values["outbox_give_up_hours"] = float(_int(env, "CONTACTGRAPH_OUTBOX_GIVE_UP_HOURS", 72, 1, 24 * 30))
+        values["outbox_retry_max_seconds"] = float(
+            _int(env, "CONTACTGRAPH_OUTBOX_RETRY_MAX_SECONDS", 300, 1, 86_400)
+        )
+        values["outbox_give_up_hours"] = float(
+            _int(env, "CONTACTGRAPH_OUTBOX_GIVE_UP_HOURS", 72, 1, 24 * 30)
+        )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 

@@ -73,7 +73,9 @@ def _range(
         conditions[name] = bounds
 
 
-def contact_match(shop_id: str, text: str | None = None, spec: ContactFilterSpec | None = None) -> Doc:
+def contact_match(
+    shop_id: str, text: str | None = None, spec: ContactFilterSpec | None = None
+) -> Doc:
     """The MongoDB condition for a shop's contacts matching a query and a filter.
 
     Every value is placed under an explicit operator, so a client string can
@@ -106,7 +108,9 @@ def contact_match(shop_id: str, text: str | None = None, spec: ContactFilterSpec
             strict=False,
         )
         _range(match, extra, "orderCount", spec.order_count_min, spec.order_count_max, strict=False)
-        _range(match, extra, "lastOrderAt", spec.last_order_after, spec.last_order_before, strict=True)
+        _range(
+            match, extra, "lastOrderAt", spec.last_order_after, spec.last_order_before, strict=True
+        )
         _range(match, extra, "createdAt", spec.created_after, spec.created_before, strict=True)
         if spec.marketing_state is not None:
             if spec.marketing_state == "NOT_SUBSCRIBED":

@@ -50,6 +50,7 @@ log = logging.getLogger("contactgraph")
 EMBEDDED_KEEP = 100
 BUCKET_SIZE = 100
 SPILL_AT = EMBEDDED_KEEP + BUCKET_SIZE
+MAX_BUCKETS_PER_SPILL = 10
 KINDS = (
     "CONTACT_CREATED",
     "DETAILS_UPDATED",
@@ -154,8 +155,22 @@ def bucket_of(shop_id: str, contact_id: ObjectId, entries: list[dict[str, Any]])
     }
 
 
+def _tail_to_move() -> dict[str, Any]:
+    """The oldest embedded entries in whole buckets, as many as leave at least EMBEDDED_KEEP.
+
+    At least one bucket (the caller checks the bound) and at most
+    MAX_BUCKETS_PER_SPILL, so one transaction stays small however far a
+    bulk write (an import, a failed earlier spill) pushed the array.
+    """
+    array = {"$ifNull": ["$activity", []]}
+    over = {"$subtract": [{"$size": array}, EMBEDDED_KEEP]}
+    whole = {"$subtract": [over, {"$mod": [over, BUCKET_SIZE]}]}
+    count = {"$min": [{"$max": [whole, BUCKET_SIZE]}, MAX_BUCKETS_PER_SPILL * BUCKET_SIZE]}
+    return {"$slice": [array, {"$multiply": [-1, count]}]}
+
+
 async def _spill_once(database: Any, shop_id: str, contact_id: ObjectId) -> bool:
-    """Move the oldest BUCKET_SIZE embedded entries into a new bucket; False under the bound."""
+    """Move the oldest embedded entries into new buckets of BUCKET_SIZE; False under the bound."""
 
     async def move(session: Any) -> None:
         rows = await (
@@ -165,7 +180,7 @@ async def _spill_once(database: Any, shop_id: str, contact_id: ObjectId) -> bool
                     {
                         "$project": {
                             "size": {"$size": {"$ifNull": ["$activity", []]}},
-                            "tail": {"$slice": [{"$ifNull": ["$activity", []]}, -BUCKET_SIZE]},
+                            "tail": _tail_to_move(),
                         }
                     },
                 ],
@@ -201,8 +216,12 @@ async def _spill_once(database: Any, shop_id: str, contact_id: ObjectId) -> bool
         )
         if moved.modified_count != 1:
             raise _Raced
-        await database.activity_archive.insert_one(
-            bucket_of(shop_id, contact_id, tail), session=session
+        await database.activity_archive.insert_many(
+            [
+                bucket_of(shop_id, contact_id, tail[i : i + BUCKET_SIZE])
+                for i in range(0, len(tail), BUCKET_SIZE)
+            ],
+            session=session,
         )
 
     for _ in range(TRANSACTION_ATTEMPTS):
@@ -220,8 +239,8 @@ async def spill_overflow(database: Any, shop_id: str, contact: dict[str, Any] | 
     """Move the oldest embedded entries to `activity_archive` once the log passes its bound.
 
     Call after every write that pushed entries, with the contact as written
-    (it needs `activityEmbedded`). Cheap when there is nothing to move. Each
-    bucket moves in a transaction (bucket inserted, exactly those entries
+    (it needs `activityEmbedded`). Cheap when there is nothing to move. The
+    due buckets move in a transaction (buckets inserted, exactly those entries
     pulled, counters changed), so two writers spilling at once never lose
     or duplicate an entry: the second one conflicts, reads again and finds
     nothing left to move. A spill that cannot finish leaves the entries

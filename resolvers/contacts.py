@@ -15,10 +15,10 @@ from loaders.contact_search import name_key, search_terms
 from loaders.contacts import label_key
 from loaders.mongo import Database, Doc
 from resolvers import activity
+from resolvers.clock import now
 from resolvers.duplicates import canonical_email
 from resolvers.errors import Problem, Refused, not_found, refuse
 from resolvers.labels import add_label_counts, normalize_labels, reserve_labels
-from resolvers.clock import now
 from resolvers.validation import COMPANY_MAX, NAME_MAX, Checker
 
 UNSET: Any = object()  # "not given", as opposed to None ("clear it")
@@ -71,7 +71,10 @@ def check_details(
         value = getattr(details, name)
         if value is not UNSET:
             out.set[key] = check.text((*prefix, key), value, limit)
-    for name, key in (("shipping_address", "shippingAddress"), ("billing_address", "billingAddress")):
+    for name, key in (
+        ("shipping_address", "shippingAddress"),
+        ("billing_address", "billingAddress"),
+    ):
         value = getattr(details, name)
         if value is not UNSET:
             out.set[key] = check.address((*prefix, key), value)
@@ -86,7 +89,9 @@ def check_details(
         if creating:
             out.labels = normalize_labels(check, (*prefix, "labels"), details.labels)
         else:
-            check.add((*prefix, "labels"), "Labels change with labelsAdd and labelsRemove.", "INVALID")
+            check.add(
+                (*prefix, "labels"), "Labels change with labelsAdd and labelsRemove.", "INVALID"
+            )
     if not check.ok:
         raise Refused(check.problems)
     return out
@@ -150,7 +155,9 @@ def new_contact(
     return doc
 
 
-async def create_contact(database: Database, shop_id: str, details: ContactDetails, author: str) -> Doc:
+async def create_contact(
+    database: Database, shop_id: str, details: ContactDetails, author: str
+) -> Doc:
     """A LEAD made by hand; only the email is required. TAKEN when the email is in use."""
     checked = check_details(details, creating=True)
     at = now()
@@ -309,6 +316,8 @@ async def delete_contacts(
         await database.orders.update_many(
             {"shopId": shop_id, "contactId": {"$in": deleted}}, {"$set": {"contactId": None}}
         )
-        await database.activity_archive.delete_many({"shopId": shop_id, "contactId": {"$in": deleted}})
+        await database.activity_archive.delete_many(
+            {"shopId": shop_id, "contactId": {"$in": deleted}}
+        )
     ordered = [oid for _, oid in ids if oid in gone]
     return list(dict.fromkeys(ordered)), problems

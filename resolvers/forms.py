@@ -117,6 +117,7 @@ async def count_hit(
             continue
     else:
         raise RuntimeError("could not count a rate-limited call")
+    assert doc is not None  # an upsert returning the document after the update finds one
     count = int(doc["count"])
     if count > limit:
         retry = (window + 1) * RATE_WINDOW_SECONDS - int(at.timestamp())

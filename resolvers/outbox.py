@@ -138,8 +138,11 @@ class Outbox:
             except PyMongoError:
                 log.warning("outbox: the database is not reachable; trying again", exc_info=True)
             # Sleep until woken, the next retry falls due, or the poll interval passes.
+            # The timeout first: a stop() while it is read must not leave an
+            # Event.wait() coroutine created and never awaited.
+            idle = await self._idle_seconds()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), await self._idle_seconds())
+                await asyncio.wait_for(self._wake.wait(), idle)
             self._wake.clear()
 
     async def _idle_seconds(self) -> float:

@@ -6,7 +6,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from bson import ObjectId
@@ -17,7 +17,7 @@ from loaders.mongo import Database
 from resolvers.clock import now
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     ADMIN = "ADMIN"
     STAFF = "STAFF"
     READER = "READER"
@@ -104,24 +104,40 @@ async def rotate_webhook_secret(database: Database, shop_id: str) -> str:
 
 async def create_key(database: Database, shop_id: str, role: Role, name: str) -> tuple[ApiKey, str]:
     """A new key; the raw key is returned once and only its hash is stored."""
-    name = name.strip()
-    if not name or len(name) > 100:
+    [made] = await create_keys(database, shop_id, [(role, name)])
+    return made
+
+
+async def create_keys(
+    database: Database, shop_id: str, wanted: list[tuple[Role, str]]
+) -> list[tuple[ApiKey, str]]:
+    """Several new keys of one shop in one write, in the order asked for; see create_key."""
+    names = [name.strip() for _, name in wanted]
+    if any(not name or len(name) > 100 for name in names):
         raise ShopError("A key's name is 1-100 characters: it signs notes and consent changes.")
     if await database.shops.count_documents({"_id": shop_id}, limit=1) == 0:
         raise ShopError(f"No shop {shop_id!r}.")
-    raw = f"cg_{role.value.lower()}_{secrets.token_urlsafe(32)}"
-    doc = {
-        "_id": ObjectId(),
-        "shopId": shop_id,
-        "role": role.value,
-        "name": name,
-        "hash": hash_key(raw),
-        "prefix": raw[:12],
-        "createdAt": now(),
-        "revokedAt": None,
-    }
-    await database.api_keys.insert_one(doc)
-    return ApiKey(doc["_id"], shop_id, role, name), raw
+    made: list[tuple[ApiKey, str]] = []
+    docs = []
+    for (role, _), name in zip(wanted, names, strict=True):
+        raw = f"cg_{role.value.lower()}_{secrets.token_urlsafe(32)}"
+        key_id = ObjectId()
+        docs.append(
+            {
+                "_id": key_id,
+                "shopId": shop_id,
+                "role": role.value,
+                "name": name,
+                "hash": hash_key(raw),
+                "prefix": raw[:12],
+                "createdAt": now(),
+                "revokedAt": None,
+            }
+        )
+        made.append((ApiKey(key_id, shop_id, role, name), raw))
+    if docs:
+        await database.api_keys.insert_many(docs)
+    return made
 
 
 async def list_keys(database: Database, shop_id: str) -> list[dict[str, Any]]:

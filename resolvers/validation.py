@@ -83,7 +83,9 @@ class Checker:
             return None
         return unicodedata.normalize("NFC", cleaned)
 
-    def email(self, field: Field, value: str | None, *, required: bool = True) -> tuple[str, str] | None:
+    def email(
+        self, field: Field, value: str | None, *, required: bool = True
+    ) -> tuple[str, str] | None:
         """(email as given, identity key) or None; the key is the normalized address lower-cased."""
         text = self.text(field, value, EMAIL_MAX, required=required)
         if text is None:
@@ -104,7 +106,9 @@ class Checker:
             self.add(field, "Phone number is not valid.", "INVALID")
         return e164
 
-    def money(self, field: Field, value: Decimal | None, *, required: bool = False) -> Decimal | None:
+    def money(
+        self, field: Field, value: Decimal | None, *, required: bool = False
+    ) -> Decimal | None:
         if value is None:
             if required:
                 self.add(field, f"{_label(field)} is required.", "REQUIRED")
@@ -141,7 +145,9 @@ class Checker:
                 continue
             if name == "countryCode":
                 if not re.fullmatch(r"[A-Za-z]{2}", text):
-                    self.add((*field, name), "Country code must be two letters (ISO 3166-1).", "INVALID")
+                    self.add(
+                        (*field, name), "Country code must be two letters (ISO 3166-1).", "INVALID"
+                    )
                     continue
                 text = text.upper()
             address[name] = text
@@ -175,10 +181,10 @@ def parse_phone(text: str, region: str | None = None) -> str | None:
 def parse_decimal(text: str) -> Decimal:
     """A decimal from its wire form; ValueError for anything else (no floats, no NaN)."""
     if not isinstance(text, str | int) or isinstance(text, bool):
-        raise ValueError("Decimal must be given as a string such as \"19.90\".")
+        raise ValueError('Decimal must be given as a string such as "19.90".')
     raw = str(text).strip()
     if not re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)", raw) or len(raw) > 40:
-        raise ValueError(f"{text!r} is not a decimal number such as \"19.90\".")
+        raise ValueError(f'{text!r} is not a decimal number such as "19.90".')
     try:
         return Decimal(raw)
     except InvalidOperation:

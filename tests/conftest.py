@@ -22,7 +22,7 @@ from graph.app import create_app
 from graph.embedded import EmbeddedServer
 from graph.settings import Settings
 from loaders.mongo import COLLECTIONS, Database
-from resolvers.shops import Role, create_key, ensure_shop
+from resolvers.shops import Role, create_key, create_keys, ensure_shop
 
 SHOP = "test-shop"
 OTHER_SHOP = "other-shop"
@@ -149,10 +149,10 @@ async def keys(database: Database) -> dict[str, str]:
     """A key of every role in SHOP, plus an ADMIN key of OTHER_SHOP."""
     await ensure_shop(database, SHOP, currency=None)
     await ensure_shop(database, OTHER_SHOP)
-    made = {}
-    for role in Role:
-        _, raw = await create_key(database, SHOP, role, f"{role.value.title()} Person")
-        made[role.value] = raw
+    # One write per shop: this runs before nearly every test.
+    roles = list(Role)
+    mine = await create_keys(database, SHOP, [(r, f"{r.value.title()} Person") for r in roles])
+    made = {role.value: raw for role, (_, raw) in zip(roles, mine, strict=True)}
     _, made["OTHER"] = await create_key(database, OTHER_SHOP, Role.ADMIN, "Other Admin")
     return made
 
@@ -168,4 +168,3 @@ def as_role(http: httpx.AsyncClient, keys: dict[str, str]):  # type: ignore[no-u
         return Api(http, keys[role])
 
     return make
-

@@ -13,7 +13,8 @@ from conftest import SHOP
 
 from graph.types.node import decode_id, encode_id
 from resolvers import activity
-from resolvers.activity import BUCKET_SIZE, EMBEDDED_KEEP, SPILL_AT
+from resolvers.activity import BUCKET_SIZE, EMBEDDED_KEEP, MAX_BUCKETS_PER_SPILL, SPILL_AT
+from resolvers.contacts import new_contact
 
 T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
@@ -190,6 +191,26 @@ async def test_spill_moves_the_oldest_bucket_and_keeps_counters(api, database):
     assert not set(embedded) & set(archived)
 
 
+async def test_a_big_push_spills_in_whole_buckets_down_to_the_bound(api, database):
+    _, oid = await create_contact(api, "ann@example.com")
+    entries = make_entries((MAX_BUCKETS_PER_SPILL + 2) * BUCKET_SIZE + 50)
+    await write(database, oid, entries)  # more than one spill transaction can move
+
+    doc = await database.contacts.find_one({"_id": oid})
+    moved = (MAX_BUCKETS_PER_SPILL + 1) * BUCKET_SIZE
+    assert len(doc["activity"]) == doc["activityEmbedded"] == len(entries) + 1 - moved
+    assert EMBEDDED_KEEP <= doc["activityEmbedded"] < SPILL_AT
+    assert doc["activityArchived"] == moved
+    assert doc["activityCount"] == len(entries) + 1
+    buckets = await database.activity_archive.find({"contactId": oid}).to_list()
+    assert [b["count"] for b in buckets] == [BUCKET_SIZE] * (MAX_BUCKETS_PER_SPILL + 1)
+    # The oldest entries, each exactly once, in buckets that do not overlap.
+    archived = sorted((e for b in buckets for e in b["entries"]), key=activity.sort_key)
+    assert [e["_id"] for e in archived] == [e["_id"] for e in entries[:moved]]
+    spans = sorted((b["minAt"], b["maxAt"]) for b in buckets)
+    assert all(a[1] < b[0] for a, b in zip(spans, spans[1:], strict=False))
+
+
 async def test_spill_is_cheap_below_the_bound(api, database, commands):
     _, oid = await create_contact(api, "ann@example.com")
     commands.reset()
@@ -302,9 +323,25 @@ async def test_two_writers_racing_lose_and_duplicate_nothing(api, database):
 
 
 async def test_list_of_contacts_with_activity_costs_the_same_for_5_and_50(api, database, commands):
-    for i in range(50):
-        await create_contact(api, f"c{i}@example.com")
-    query = "query($n: Int) { contacts(first: $n) { nodes { email activity(first: 3) { totalCount nodes { kind } } } } }"
+    await database.contacts.insert_many(
+        [
+            new_contact(
+                SHOP,
+                f"c{i}@example.com",
+                f"c{i}@example.com",
+                "LEAD",
+                {},
+                T0 + dt.timedelta(seconds=i),
+                entries=[activity.entry("CONTACT_CREATED", at=T0 + dt.timedelta(seconds=i))],
+            )
+            for i in range(50)
+        ]
+    )
+    query = """
+    query($n: Int) {
+      contacts(first: $n) { nodes { email activity(first: 3) { totalCount nodes { kind } } } }
+    }
+    """
     counts = []
     for n in (5, 50):
         commands.reset()
@@ -322,7 +359,9 @@ async def test_order_entries_resolve_their_order(api, database):
     data = await api.data(record)
     gid = data["orderRecord"]["contact"]["id"]
     query = """
-    query($id: ID!) { contact(id: $id) { activity(kinds: [ORDER_PLACED]) { nodes { kind order { externalId total { amount } } } } } }
+    query($id: ID!) {
+      contact(id: $id) { activity(kinds: [ORDER_PLACED]) { nodes { kind order { externalId total { amount } } } } }
+    }
     """
     data = await api.data(query, {"id": gid})
     nodes = data["contact"]["activity"]["nodes"]

@@ -185,7 +185,9 @@ async def test_concurrent_events_end_on_the_newest(api):
     events = list({at: (state, at) for state, at in events}.values())  # distinct times
     await asyncio.gather(*(update(api, gid, state, at=iso(at)) for state, at in events))
     data = await api.data(
-        "query($id: ID!) { contact(id: $id) { consent { state updatedAt history { at } } activity(kinds: [CONSENT_CHANGED]) { totalCount } } }",
+        """query($id: ID!) { contact(id: $id) {
+          consent { state updatedAt history { at } } activity(kinds: [CONSENT_CHANGED]) { totalCount }
+        } }""",
         {"id": gid},
     )
     newest = max(events, key=lambda e: e[1])

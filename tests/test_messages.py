@@ -36,7 +36,11 @@ mutation($id: ID!, $subject: String!, $body: String!, $marketing: Boolean) {
 }
 """
 MESSAGE = "query($id: ID!) { message(id: $id) { status sentAt attempts lastError } }"
-CONSENT = "mutation($id: ID!, $state: MarketingState!) { consentUpdate(contactId: $id, state: $state) { userErrors { code } } }"
+CONSENT = """
+mutation($id: ID!, $state: MarketingState!) {
+  consentUpdate(contactId: $id, state: $state) { userErrors { code } }
+}
+"""
 CONTACT = """
 query($id: ID!) {
   contact(id: $id) {

@@ -34,7 +34,10 @@ def activity_changed(info: Info) -> None:
 @strawberry.type
 class ActivityMutation:
     @strawberry.mutation(
-        description="Add an internal note (1 to 5,000 characters) to a contact's activity log; the author is the calling key's name."
+        description=(
+            "Add an internal note (1 to 5,000 characters) to a contact's activity log; "
+            "the author is the calling key's name."
+        )
     )
     async def note_add(self, info: Info, contact_id: strawberry.ID, text: str) -> NotePayload:
         ctx = info.context

@@ -107,7 +107,12 @@ class ContactQuery:
         before: str | None = None,
         query: Annotated[
             str | None,
-            strawberry.argument(description="Free text: matches the start of any word of name, email or company, case-insensitive."),
+            strawberry.argument(
+                description=(
+                    "Free text: matches the start of any word of name, email or company, "
+                    "case-insensitive."
+                )
+            ),
         ] = None,
         filter: ContactFilter | None = None,
         sort_key: ContactSortKey | None = ContactSortKey.CREATED_AT,
@@ -161,7 +166,12 @@ class ContactMutation:
             return ContactPayload.refused(refusal)
         return ContactPayload(contact=contact_from(info, doc))
 
-    @strawberry.mutation(description="Delete contacts; unknown ids are reported and do not stop the others. Orders stay, unlinked.")
+    @strawberry.mutation(
+        description=(
+            "Delete contacts; unknown ids are reported and do not stop the others. "
+            "Orders stay, unlinked."
+        )
+    )
     async def contacts_delete(self, info: Info, ids: list[strawberry.ID]) -> ContactsDeletePayload:
         ctx = info.context
         if len(ids) > MAX_IDS:

@@ -28,7 +28,9 @@ class ErrorCode(Enum):
 
 @strawberry.type(description="A problem with the input of a mutation; nothing was written.")
 class UserError:
-    field: list[str] | None = strawberry.field(description="Path to the input field, e.g. [\"input\", \"email\"].")
+    field: list[str] | None = strawberry.field(
+        description='Path to the input field, e.g. ["input", "email"].'
+    )
     message: str = strawberry.field(description="What is wrong, for a person.")
     code: ErrorCode = strawberry.field(description="What is wrong, for a program.")
 
@@ -61,12 +63,14 @@ def to_decimal(value: Any) -> PyDecimal:
 
 @strawberry.type(description="An exact amount of money in one currency.")
 class Money:
-    amount: Decimal = strawberry.field(description='The amount as an exact decimal string, e.g. "19.90".')
+    amount: Decimal = strawberry.field(
+        description='The amount as an exact decimal string, e.g. "19.90".'
+    )
     currency_code: str = strawberry.field(description="ISO 4217 currency code, e.g. EUR.")
 
     @classmethod
     def of(cls, value: Any, currency: str | None) -> Money:
-        return cls(amount=to_decimal(value), currency_code=currency or NO_CURRENCY)  # type: ignore[arg-type]
+        return cls(amount=to_decimal(value), currency_code=currency or NO_CURRENCY)
 
 
 @strawberry.type(description="A postal address.")

@@ -13,7 +13,9 @@ from graph.types.scalars import DateTime
 @strawberry.enum(description="Whether a contact may receive marketing e-mail.")
 class MarketingState(Enum):
     NOT_SUBSCRIBED = strawberry.enum_value("NOT_SUBSCRIBED", description="Never asked.")
-    PENDING = strawberry.enum_value("PENDING", description="Asked, waiting for confirmation (double opt-in).")
+    PENDING = strawberry.enum_value(
+        "PENDING", description="Asked, waiting for confirmation (double opt-in)."
+    )
     SUBSCRIBED = "SUBSCRIBED"
     UNSUBSCRIBED = "UNSUBSCRIBED"
 
@@ -45,7 +47,9 @@ class ConsentEvent:
     opt_in_level: OptInLevel | None
     at: DateTime = strawberry.field(description="When the person gave or withdrew consent.")
     source: ConsentSource
-    actor: str | None = strawberry.field(description="Who recorded it (API key name) when a person did.")
+    actor: str | None = strawberry.field(
+        description="Who recorded it (API key name) when a person did."
+    )
     evidence: str | None = strawberry.field(
         description="The wording the person agreed to, the form URL, or the order id."
     )
@@ -62,11 +66,15 @@ class ConsentEvent:
         )
 
 
-@strawberry.type(description="A contact's marketing consent: the state of the newest event, and every event.")
+@strawberry.type(
+    description="A contact's marketing consent: the state of the newest event, and every event."
+)
 class Consent:
     state: MarketingState
     opt_in_level: OptInLevel | None
-    updated_at: DateTime | None = strawberry.field(description="The time of the event that set the state.")
+    updated_at: DateTime | None = strawberry.field(
+        description="The time of the event that set the state."
+    )
     source: ConsentSource | None
     history: list[ConsentEvent] = strawberry.field(description="Oldest first; append-only.")
 

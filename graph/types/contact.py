@@ -37,7 +37,9 @@ class ContactSortKey(Enum):
     UPDATED_AT = "UPDATED_AT"
     NAME = strawberry.enum_value("NAME", description="The display name, case-insensitive.")
     EMAIL = "EMAIL"
-    LAST_ORDER_AT = strawberry.enum_value("LAST_ORDER_AT", description="Contacts without orders first (last when reversed).")
+    LAST_ORDER_AT = strawberry.enum_value(
+        "LAST_ORDER_AT", description="Contacts without orders first (last when reversed)."
+    )
     ORDER_COUNT = "ORDER_COUNT"
     TOTAL_SPENT = "TOTAL_SPENT"
 
@@ -97,7 +99,12 @@ class Contact(Node):
 
         return await contact_activity(info, self.doc["_id"], first, after, kinds)
 
-    @strawberry.field(description="Internal notes (activity of kind NOTE), newest first, at most `first` (250); STAFF and ADMIN keys only.")
+    @strawberry.field(
+        description=(
+            "Internal notes (activity of kind NOTE), newest first, at most `first` (250); "
+            "STAFF and ADMIN keys only."
+        )
+    )
     async def notes(
         self, info: strawberry.Info, first: int | None = 250
     ) -> list[Annotated[ActivityEntry, strawberry.lazy("graph.types.activity")]]:
@@ -111,7 +118,10 @@ class Contact(Node):
         spent = Money.of(doc.get("totalSpent"), currency)
         average = None
         if count:
-            average = Money(amount=(spent.amount / count).quantize(_CENTS, ROUND_HALF_UP), currency_code=spent.currency_code)
+            average = Money(
+                amount=(spent.amount / count).quantize(_CENTS, ROUND_HALF_UP),
+                currency_code=spent.currency_code,
+            )
         return cls(
             id=strawberry.ID(encode_id("Contact", doc["_id"])),
             email=doc["email"],
@@ -164,7 +174,9 @@ class ContactConnection:
         return await count_contacts(self.database, self.match)
 
     @classmethod
-    def from_page(cls, page: Page, currency: str | None, database: Database, match: dict[str, Any]) -> ContactConnection:
+    def from_page(
+        cls, page: Page, currency: str | None, database: Database, match: dict[str, Any]
+    ) -> ContactConnection:
         rows = page.rows
         return cls(
             nodes=[Contact.from_doc(row, currency) for row in rows],

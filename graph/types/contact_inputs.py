@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import strawberry
 
 from graph.types.common import AddressInput
@@ -15,9 +17,15 @@ from resolvers.contacts import UNSET, ContactDetails
 @strawberry.input(description="Conditions on contacts, combined with AND.")
 class ContactFilter:
     kind: ContactKind | None = None
-    labels_any: list[str] | None = strawberry.field(default=None, description="Has at least one of these labels.")
-    labels_all: list[str] | None = strawberry.field(default=None, description="Has all of these labels.")
-    labels_none: list[str] | None = strawberry.field(default=None, description="Has none of these labels.")
+    labels_any: list[str] | None = strawberry.field(
+        default=None, description="Has at least one of these labels."
+    )
+    labels_all: list[str] | None = strawberry.field(
+        default=None, description="Has all of these labels."
+    )
+    labels_none: list[str] | None = strawberry.field(
+        default=None, description="Has none of these labels."
+    )
     total_spent_min: Decimal | None = None
     total_spent_max: Decimal | None = None
     order_count_min: int | None = None
@@ -30,12 +38,16 @@ class ContactFilter:
     has_account: bool | None = None
     segment: strawberry.ID | None = strawberry.field(
         default=None,
-        description="A saved segment (its id, or FIRST_TIME_CUSTOMERS / REPEAT_CUSTOMERS); combined with the other fields by AND.",
+        description=(
+            "A saved segment (its id, or FIRST_TIME_CUSTOMERS / REPEAT_CUSTOMERS); "
+            "combined with the other fields by AND."
+        ),
     )
 
     def to_spec(self) -> ContactFilterSpec:
         return ContactFilterSpec(
-            kind=self.kind.value if self.kind else None,
+            # Strawberry turns the enum_value() members into their plain values.
+            kind=cast(str, self.kind.value) if self.kind else None,
             labels_any=self.labels_any,
             labels_all=self.labels_all,
             labels_none=self.labels_none,
@@ -56,9 +68,16 @@ def _given(value: object) -> object:
     return UNSET if value is strawberry.UNSET else value
 
 
-@strawberry.input(description="A contact's details. On create only `email` is required; on update, fields left out stay as they are and null clears a field.")
+@strawberry.input(
+    description=(
+        "A contact's details. On create only `email` is required; on update, "
+        "fields left out stay as they are and null clears a field."
+    )
+)
 class ContactInput:
-    email: str | None = strawberry.field(default=strawberry.UNSET, description="Required on create.")
+    email: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Required on create."
+    )
     first_name: str | None = strawberry.UNSET
     last_name: str | None = strawberry.UNSET
     phone: str | None = strawberry.UNSET
@@ -66,7 +85,8 @@ class ContactInput:
     shipping_address: AddressInput | None = strawberry.UNSET
     billing_address: AddressInput | None = strawberry.UNSET
     labels: list[str] | None = strawberry.field(
-        default=strawberry.UNSET, description="On create only; use labelsAdd/labelsRemove afterwards."
+        default=strawberry.UNSET,
+        description="On create only; use labelsAdd/labelsRemove afterwards.",
     )
 
     def to_details(self) -> ContactDetails:
