@@ -29,6 +29,7 @@ from loaders.mongo import Database, Doc
 from resolvers import activity
 from resolvers.clock import now
 from resolvers.errors import Field, Problem, Refused, not_found, refuse
+from resolvers.segments import follow_label_rename
 from resolvers.validation import LABEL_MAX, Checker
 
 SHOP_LABEL_LIMIT = 250
@@ -556,6 +557,7 @@ async def rename_label(
             await database.labels.update_one({"_id": old["_id"]}, {"$set": {"name": target_name}})
             respell = _respell_plan(old_key, old["name"], target_name)
             await _sweep_spelling(database, shop_id, old_key, target_name, respell, author)
+            await follow_label_rename(database, shop_id, old["name"], target_name)
         doc = await database.labels.find_one({"_id": old["_id"]})
         if doc is None:
             raise not_found(("name",), "Label")
@@ -588,6 +590,7 @@ async def rename_label(
         # Someone deleted the old label meanwhile; the new one holds a slot of its own.
         await database.shops.update_one({"_id": shop_id}, {"$inc": {"labelCount": 1}})
     await _sweep(database, shop_id, old_key, plan, author)  # contacts labeled while it moved
+    await follow_label_rename(database, shop_id, old["name"], target["name"])
     doc = await database.labels.find_one({"_id": target["_id"]})
     assert doc is not None
     return doc

@@ -15,7 +15,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from loaders.contact_search import MAX_QUERY_LENGTH
-from loaders.contacts import ContactFilterSpec, contact_match
+from loaders.contacts import ContactFilterSpec, contact_match, label_key
 from loaders.mongo import Database, Doc
 from loaders.segments import stored_segment, stored_segments
 from resolvers.clock import now
@@ -227,3 +227,50 @@ async def delete_segment(database: Database, shop_id: str, segment_id: ObjectId 
         raise not_found(("id",), "Segment")
     await database.shops.update_one({"_id": shop_id}, {"$inc": {"segmentCount": -1}})
     return doc
+
+
+LABEL_FILTERS = ("labelsAny", "labelsAll", "labelsNone")
+
+
+def _renamed(names: list[str], old_key: str, new_name: str) -> list[str]:
+    """The list with the old label's spellings replaced by the new name, each label once."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for name in names:
+        replaced = new_name if label_key(name) == old_key else name
+        if label_key(replaced) not in seen:
+            seen.add(label_key(replaced))
+            out.append(replaced)
+    return out
+
+
+async def follow_label_rename(
+    database: Database, shop_id: str, old_name: str, new_name: str
+) -> int:
+    """Saved segments that named the old label name the new one; how many changed.
+
+    Without this a segment "has label VIP" would silently match nobody once
+    VIP is renamed. Each segment is rewritten only if its filter is still as
+    read, so a concurrent segmentUpdate is never overwritten.
+    """
+    old_key = label_key(old_name)
+    changed = 0
+    for _ in range(3):
+        missed = 0
+        async for doc in database.segments.find({"shopId": shop_id}, {"filter": 1}):
+            old_filter = doc.get("filter") or {}
+            new_filter = dict(old_filter)
+            for name in LABEL_FILTERS:
+                if isinstance(old_filter.get(name), list):
+                    new_filter[name] = _renamed(old_filter[name], old_key, new_name)
+            if new_filter == old_filter:
+                continue
+            written = await database.segments.update_one(
+                {"_id": doc["_id"], "shopId": shop_id, "filter": old_filter},
+                {"$set": {"filter": new_filter, "updatedAt": now()}},
+            )
+            changed += written.modified_count
+            missed += 1 - written.modified_count
+        if not missed:
+            break
+    return changed

@@ -371,6 +371,48 @@ async def test_rename_into_an_existing_label_merges(api, database):
     await assert_consistent(database)
 
 
+SEGMENT = """
+mutation($input: SegmentInput!) {
+  segmentCreate(input: $input) { segment { id filter contactCount } userErrors { code } }
+}
+"""
+SEGMENT_READ = "query($id: ID!) { node(id: $id) { ... on Segment { filter contactCount } } }"
+
+
+async def test_saved_segments_follow_a_renamed_label(api, database):
+    a, b, c = await contacts(api, 3)
+    await add(api, [a, b], ["VIP"])
+    await add(api, [b], ["Old"])
+    await add(api, [c], ["New"])
+    created = (
+        await api.data(
+            SEGMENT,
+            {
+                "input": {
+                    "name": "Loyal",
+                    "filter": {"labelsAll": ["vip"], "labelsNone": ["old", "new"]},
+                }
+            },
+        )
+    )["segmentCreate"]
+    assert created["segment"]["contactCount"] == 1  # a
+    untouched = (
+        await api.data(SEGMENT, {"input": {"name": "Vegans", "filter": {"labelsAny": ["Vegan"]}}})
+    )["segmentCreate"]["segment"]
+
+    await api.data(RENAME, {"name": "VIP", "newName": "Top customer"})
+    await api.data(RENAME, {"name": "Old", "newName": "new"})  # a merge
+
+    segment = (await api.data(SEGMENT_READ, {"id": created["segment"]["id"]}))["node"]
+    assert segment == {
+        "filter": {"labelsAll": ["Top customer"], "labelsNone": ["New"]},
+        "contactCount": 1,
+    }
+    assert (await api.data(SEGMENT_READ, {"id": untouched["id"]}))["node"]["filter"] == {
+        "labelsAny": ["Vegan"]
+    }
+
+
 async def test_rename_is_checked(api, as_role, database):
     (a,) = await contacts(api, 1)
     await add(api, [a], ["VIP"])
