@@ -48,29 +48,56 @@ SCALAR_FIELDS = """
       hasAccount detailsLocked orderCount firstOrderAt lastOrderAt createdAt updatedAt
 """
 
-PAGE = """
-query Page($first: Int!) {
-  contacts(first: $first, sortKey: NAME) {
+PAGE = f"""
+query Page($first: Int!) {{
+  contacts(first: $first, sortKey: NAME) {{
     totalCount
-    nodes {%s}
-  }
-}
-""" % SCALAR_FIELDS
+    nodes {{{SCALAR_FIELDS}}}
+  }}
+}}
+"""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--contacts", type=int, default=2000, help="contacts to seed (default 2000)")
-    parser.add_argument("--iterations", type=int, default=60, help="timed page requests per subject (default 60)")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed rounds first (default 5)")
-    parser.add_argument("--first", type=int, default=50, help="page size of the latency test (default 50)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="uvicorn worker counts (default 1 2)")
-    parser.add_argument("--concurrency", type=int, default=16, help="clients of the throughput test (default 16)")
-    parser.add_argument("--seconds", type=float, default=15.0, help="measured seconds per throughput run (default 15)")
-    parser.add_argument("--max-requests", type=int, default=None, help="stop a throughput run after this many requests")
-    parser.add_argument("--skip-throughput", action="store_true", help="only latency and command counts")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
-        "--idle-seconds", type=float, default=10.0, help="how long to measure idle CPU burn first (default 10)"
+        "--contacts", type=int, default=2000, help="contacts to seed (default 2000)"
+    )
+    parser.add_argument(
+        "--iterations", type=int, default=60, help="timed page requests per subject (default 60)"
+    )
+    parser.add_argument("--warmup", type=int, default=5, help="untimed rounds first (default 5)")
+    parser.add_argument(
+        "--first", type=int, default=50, help="page size of the latency test (default 50)"
+    )
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2], help="uvicorn worker counts (default 1 2)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=16, help="clients of the throughput test (default 16)"
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=15.0,
+        help="measured seconds per throughput run (default 15)",
+    )
+    parser.add_argument(
+        "--max-requests",
+        type=int,
+        default=None,
+        help="stop a throughput run after this many requests",
+    )
+    parser.add_argument(
+        "--skip-throughput", action="store_true", help="only latency and command counts"
+    )
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=10.0,
+        help="how long to measure idle CPU burn first (default 10)",
     )
     parser.add_argument(
         "--baseline",
@@ -79,7 +106,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "and time it in the same interleaved rounds",
     )
     parser.add_argument(
-        "--access-log", action="store_true", help="throughput servers log every request, as `contactgraph serve` does"
+        "--access-log",
+        action="store_true",
+        help="throughput servers log every request, as `contactgraph serve` does",
     )
     parser.add_argument(
         "--throughput-of",
@@ -103,7 +132,10 @@ def plain_rows(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from graph.types.node import encode_id
     from loaders.contact_search import display_name
 
-    return [{**doc, "id": encode_id("Contact", doc["_id"]), "displayName": display_name(doc)} for doc in docs]
+    return [
+        {**doc, "id": encode_id("Contact", doc["_id"]), "displayName": display_name(doc)}
+        for doc in docs
+    ]
 
 
 class Floor:
@@ -137,7 +169,9 @@ class Floor:
     def _run(self, document: Any) -> bytes:
         import orjson
 
-        result = self.graphql.execute(self.schema, document, root_value=self.root, variable_values=self.variables)
+        result = self.graphql.execute(
+            self.schema, document, root_value=self.root, variable_values=self.variables
+        )
         assert not result.errors, result.errors
         return orjson.dumps({"data": result.data})
 
@@ -157,7 +191,9 @@ async def raw_page(database: Any, first: int) -> tuple[list[dict[str, Any]], int
 # --- the measurements ---------------------------------------------------------
 
 
-async def latency(server: harness.DatabaseServer, database: Any, key: str, args: argparse.Namespace) -> dict[str, Any]:
+async def latency(
+    server: harness.DatabaseServer, database: Any, key: str, args: argparse.Namespace
+) -> dict[str, Any]:
     variables = {"first": args.first}
     request = harness.graphql_request(PAGE, key, variables)
     floor = Floor(PAGE, variables)
@@ -167,14 +203,18 @@ async def latency(server: harness.DatabaseServer, database: Any, key: str, args:
     # A long key cache: the page's own cost, not a key look-up every 5 s.
     roots = {"api": harness.ROOT}
     if args.baseline:
-        roots["baseline"] = Path(args.baseline).resolve()
+        roots["baseline"] = Path(args.baseline).resolve()  # noqa: ASYNC240 - once, at start
     with contextlib.ExitStack() as stack:
         apis = {
-            name: stack.enter_context(harness.ApiServer(server, workers=1, key_cache_seconds=3600, root=root))
+            name: stack.enter_context(
+                harness.ApiServer(server, workers=1, key_cache_seconds=3600, root=root)
+            )
             for name, root in roots.items()
         }
         cpus = {name: harness.ProcessCpu(api.process.pid) for name, api in apis.items()}  # type: ignore[union-attr]
-        connections = {name: await harness.HttpConnection(api.port).open() for name, api in apis.items()}
+        connections = {
+            name: await harness.HttpConnection(api.port).open() for name, api in apis.items()
+        }
         try:
             subjects: dict[str, Any] = {}
             for name, connection in connections.items():
@@ -199,7 +239,10 @@ async def latency(server: harness.DatabaseServer, database: Any, key: str, args:
             idle_before = {name: cpu.read() for name, cpu in cpus.items()}
             bench_idle_before = time.process_time()
             await asyncio.sleep(args.idle_seconds)
-            idle = {name: (cpu.read() - idle_before[name]) / args.idle_seconds for name, cpu in cpus.items()}
+            idle = {
+                name: (cpu.read() - idle_before[name]) / args.idle_seconds
+                for name, cpu in cpus.items()
+            }
             bench_idle = (time.process_time() - bench_idle_before) / args.idle_seconds
             log(f"latency: {args.iterations} rounds of {' / '.join(subjects)} ...")
             side = SideBySide()
@@ -239,8 +282,14 @@ async def latency(server: harness.DatabaseServer, database: Any, key: str, args:
                 "floor_ms": round(floor_cpu, 3),
                 "overhead_ms": round(api_cpu - raw_cpu, 3),
                 "overhead_over_floor": ratio(api_cpu - raw_cpu, floor_cpu),
-                "idle_burn_taken_off_ms": {"api_server": round(api_waiting, 3), "raw_driver": round(raw_waiting, 3)},
-                "idle_burn_ms_per_s": {"api_server": round(idle[name] * 1000, 3), "raw_driver": round(bench_idle * 1000, 3)},
+                "idle_burn_taken_off_ms": {
+                    "api_server": round(api_waiting, 3),
+                    "raw_driver": round(raw_waiting, 3),
+                },
+                "idle_burn_ms_per_s": {
+                    "api_server": round(idle[name] * 1000, 3),
+                    "raw_driver": round(bench_idle * 1000, 3),
+                },
                 "uncorrected": {
                     "api_server_ms": round(api_cpu_measured, 3),
                     "raw_driver_ms": round(raw_cpu_measured, 3),
@@ -254,13 +303,18 @@ async def latency(server: harness.DatabaseServer, database: Any, key: str, args:
             },
         }
 
-    result: dict[str, Any] = {"query": " ".join(PAGE.split()), "variables": variables, **measures("api")}
+    result: dict[str, Any] = {
+        "query": " ".join(PAGE.split()),
+        "variables": variables,
+        **measures("api"),
+    }
     result["notes"] = {
         "cpu": "mean CPU ms per page: the whole API server process (HTTP, GraphQL, driver) vs this "
         "process doing the same reads with the bare driver, and the floor; other processes' load "
         "inflates it far less than wall time. Each side's idle burn (timers while waiting on the "
         "database) is measured beforehand and taken off per second of waiting",
-        "floor_with_parse": "graphql-core parsing and validating the query every time, as a server without caches would",
+        "floor_with_parse": "graphql-core parsing and validating the query every time, "
+        "as a server without caches would",
     }
     result["api"] = summary(timings["api"])
     result["raw"] = summary(timings["raw"])
@@ -270,7 +324,9 @@ async def latency(server: harness.DatabaseServer, database: Any, key: str, args:
         before["root"] = str(roots["baseline"])
         before["api"] = summary(timings["baseline"])
         before["api_median_over_current"] = ratio(before["api_median_ms"], result["api_median_ms"])
-        before["cpu_overhead_over_current"] = ratio(before["cpu"]["overhead_ms"], result["cpu"]["overhead_ms"])
+        before["cpu_overhead_over_current"] = ratio(
+            before["cpu"]["overhead_ms"], result["cpu"]["overhead_ms"]
+        )
         result["baseline"] = before
     return result
 
@@ -298,7 +354,9 @@ def _same_page(answer: dict[str, Any], floor_json: bytes, first: int) -> None:
         raise RuntimeError(f"expected {first} contacts, got {len(mine['nodes'])}")
 
 
-async def commands_per_page(server: harness.DatabaseServer, key: str, sizes: list[int]) -> dict[str, Any]:
+async def commands_per_page(
+    server: harness.DatabaseServer, key: str, sizes: list[int]
+) -> dict[str, Any]:
     from pymongo import monitoring
 
     counter = harness.CommandCounter()
@@ -309,7 +367,9 @@ async def commands_per_page(server: harness.DatabaseServer, key: str, sizes: lis
         headers = {"Authorization": f"Bearer {key}"}
 
         async def page(first: int) -> None:
-            response = await client.post("/graphql", json={"query": PAGE, "variables": {"first": first}}, headers=headers)
+            response = await client.post(
+                "/graphql", json={"query": PAGE, "variables": {"first": first}}, headers=headers
+            )
             harness.check_graphql(response.status_code, response.content)
 
         await page(1)  # the key look-up (then cached) is not the page's cost
@@ -324,7 +384,9 @@ async def commands_per_page(server: harness.DatabaseServer, key: str, sizes: lis
 CONTROL = "{ __typename }"
 
 
-async def load(server: harness.DatabaseServer, key: str, args: argparse.Namespace) -> dict[str, Any]:
+async def load(
+    server: harness.DatabaseServer, key: str, args: argparse.Namespace
+) -> dict[str, Any]:
     """Requests per second of the page, and of a query that never reaches the database (the control).
 
     On the embedded server the page is bound by the database process, which
@@ -344,7 +406,9 @@ async def load(server: harness.DatabaseServer, key: str, args: argparse.Namespac
                 watch = {"api": harness.ProcessCpu(api.process.pid)}  # type: ignore[union-attr]
                 if server.pid is not None:
                     watch["database"] = harness.ProcessCpu(server.pid)
-                log(f"throughput of {name}: {workers} worker(s), {args.concurrency} clients, {args.seconds} s ...")
+                log(
+                    f"throughput of {name}: {workers} worker(s), {args.concurrency} clients, {args.seconds} s ..."
+                )
                 runs[f"workers_{workers}"] = await harness.throughput(
                     api.port,
                     request,
@@ -353,7 +417,10 @@ async def load(server: harness.DatabaseServer, key: str, args: argparse.Namespac
                     max_requests=args.max_requests,
                     watch=watch,
                 )
-        entry: dict[str, Any] = {"query": " ".join((PAGE if name == "page" else CONTROL).split()), "runs": runs}
+        entry: dict[str, Any] = {
+            "query": " ".join((PAGE if name == "page" else CONTROL).split()),
+            "runs": runs,
+        }
         if "workers_1" in runs and "workers_2" in runs:
             entry["two_over_one_worker"] = ratio(
                 runs["workers_2"]["requests_per_second"], runs["workers_1"]["requests_per_second"]
@@ -363,13 +430,19 @@ async def load(server: harness.DatabaseServer, key: str, args: argparse.Namespac
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    result: dict[str, Any] = {"benchmark": "contacts_page", "contacts": args.contacts, "machine": harness.machine()}
+    result: dict[str, Any] = {
+        "benchmark": "contacts_page",
+        "contacts": args.contacts,
+        "machine": harness.machine(),
+    }
     with harness.database_server() as server:
         result["database"] = server.kind
         async with harness.open_database(server) as database:
             key = await harness.admin_key(database)
             log(f"seeding {args.contacts} contacts on {server.kind} ...")
-            result["seed_seconds"] = round(await harness.seed_contacts(database, SHOP, args.contacts), 2)
+            result["seed_seconds"] = round(
+                await harness.seed_contacts(database, SHOP, args.contacts), 2
+            )
             sizes = [n for n in (10, 50, 250) if n <= args.contacts] or [args.contacts]
             result["commands_per_page"] = await commands_per_page(server, key, sizes)
             result["page"] = await latency(server, database, key, args)

@@ -105,7 +105,9 @@ async def open_database(server: DatabaseServer, **options: Any) -> AsyncIterator
         await client.close()
 
 
-async def seed_contacts(database: Database, shop: str, contacts: int, orders_per_contact: int = 0) -> float:
+async def seed_contacts(
+    database: Database, shop: str, contacts: int, orders_per_contact: int = 0
+) -> float:
     """Seed like `contactgraph seed --contacts N`; returns the seconds it took."""
     from graph.seed import seed_shop
 
@@ -220,7 +222,9 @@ class ApiServer:
             if self.output().count("Application startup complete") >= self.workers:
                 return
             time.sleep(0.1)
-        raise RuntimeError(f"not all {self.workers} uvicorn workers started:\n{self.output()[-3000:]}")
+        raise RuntimeError(
+            f"not all {self.workers} uvicorn workers started:\n{self.output()[-3000:]}"
+        )
 
     def output(self) -> str:
         if self._output is None:
@@ -324,7 +328,9 @@ class HttpConnection:
         return status, await self.reader.readexactly(length)
 
 
-def graphql_request(query: str, key: str, variables: dict[str, Any] | None = None, path: str = "/graphql") -> bytes:
+def graphql_request(
+    query: str, key: str, variables: dict[str, Any] | None = None, path: str = "/graphql"
+) -> bytes:
     """The bytes of a POST /graphql, built once and sent many times."""
     body = orjson.dumps({"query": query, "variables": variables or {}})
     head = (
@@ -505,7 +511,9 @@ async def throughput(
     try:
         await asyncio.gather(*(client(c) for c in connections))
         # The window's length, or up to the last completion when max_requests ended it early.
-        measured = (stop_at if max_requests is None or completed < max_requests else last_done) - start_at
+        measured = (
+            stop_at if max_requests is None or completed < max_requests else last_done
+        ) - start_at
     finally:
         for connection in connections:
             await connection.close()
@@ -520,7 +528,9 @@ async def throughput(
         "latency_under_load": summary(latencies),
     }
     if completed == 0:
-        result["note"] = "no request completed inside the window: one takes longer than that at this concurrency"
+        result["note"] = (
+            "no request completed inside the window: one takes longer than that at this concurrency"
+        )
     if not window.done():
         window.cancel()  # ended early by max_requests: no CPU window
     elif len(cpu_readings) == 2:

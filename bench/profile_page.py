@@ -48,13 +48,25 @@ NO_COUNT = PAGE.replace("totalCount", "")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--contacts", type=int, default=500, help="contacts to seed (default 500)")
     parser.add_argument("--first", type=int, default=50, help="page size (default 50)")
     parser.add_argument("--batches", type=int, default=20, help="interleaved batches (default 20)")
-    parser.add_argument("--per-batch", type=int, default=10, help="calls per step and batch (default 10)")
-    parser.add_argument("--cprofile", type=int, default=0, metavar="N", help="also cProfile N requests (default 0: off)")
-    parser.add_argument("--top", type=int, default=25, help="functions to list with --cprofile (default 25)")
+    parser.add_argument(
+        "--per-batch", type=int, default=10, help="calls per step and batch (default 10)"
+    )
+    parser.add_argument(
+        "--cprofile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also cProfile N requests (default 0: off)",
+    )
+    parser.add_argument(
+        "--top", type=int, default=25, help="functions to list with --cprofile (default 25)"
+    )
     args = parser.parse_args(argv)
     if args.contacts < args.first or not 1 <= args.first <= 250:
         parser.error("--first must be 1..250 and at most --contacts")
@@ -64,7 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 Step = Callable[[], Awaitable[Any]]
 
 
-async def cpu_per_call(steps: dict[str, Step], batches: int, per_batch: int) -> dict[str, dict[str, float]]:
+async def cpu_per_call(
+    steps: dict[str, Step], batches: int, per_batch: int
+) -> dict[str, dict[str, float]]:
     """CPU ms per call of each step: the median and the least over the batches."""
     for step in steps.values():
         for _ in range(3):
@@ -123,7 +137,9 @@ def fields_steps(docs: list[dict[str, Any]], currency: str | None, first: int) -
     return fields, fields_with_from_page
 
 
-async def breakdown(server: harness.DatabaseServer, database: Any, key: str, args: argparse.Namespace) -> dict[str, Any]:
+async def breakdown(
+    server: harness.DatabaseServer, database: Any, key: str, args: argparse.Namespace
+) -> dict[str, Any]:
     from graph.context import Context
     from graph.schema import build_schema
     from graph.settings import Settings
@@ -198,7 +214,9 @@ async def breakdown(server: harness.DatabaseServer, database: Any, key: str, arg
     }
 
 
-async def profile_requests(server: harness.DatabaseServer, key: str, args: argparse.Namespace) -> dict[str, Any]:
+async def profile_requests(
+    server: harness.DatabaseServer, key: str, args: argparse.Namespace
+) -> dict[str, Any]:
     async with harness.in_process_api(server, key_cache_seconds=3600) as client:
         headers = {"Authorization": f"Bearer {key}"}
         body = {"query": PAGE, "variables": {"first": args.first}}
@@ -218,11 +236,15 @@ async def profile_requests(server: harness.DatabaseServer, key: str, args: argpa
         "requests": args.cprofile,
         "note": "wall time under cProfile (which inflates small calls); waits on the database show as poll/send",
         "by_own_time": top_functions(profile, "own_ms_per_request", args.top, args.cprofile),
-        "by_cumulative_time": top_functions(profile, "cumulative_ms_per_request", args.top, args.cprofile),
+        "by_cumulative_time": top_functions(
+            profile, "cumulative_ms_per_request", args.top, args.cprofile
+        ),
     }
 
 
-def top_functions(profile: cProfile.Profile, key: str, count: int, requests: int) -> list[dict[str, Any]]:
+def top_functions(
+    profile: cProfile.Profile, key: str, count: int, requests: int
+) -> list[dict[str, Any]]:
     stats = pstats.Stats(profile, stream=io.StringIO())
     rows = []
     for (filename, line, name), (_cc, calls, own, cumulative, _callers) in stats.stats.items():  # type: ignore[attr-defined]

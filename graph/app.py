@@ -47,7 +47,9 @@ class JSONBody(Response):
 
 
 def problem(status: int, message: str, code: str) -> JSONBody:
-    return JSONBody({"errors": [{"message": message, "extensions": {"code": code}}]}, status_code=status)
+    return JSONBody(
+        {"errors": [{"message": message, "extensions": {"code": code}}]}, status_code=status
+    )
 
 
 class BodyLimit:
@@ -81,7 +83,9 @@ class BodyLimit:
             await self._too_large(scope, receive, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem(413, f"Request body is larger than {self.max_bytes} bytes.", "PAYLOAD_TOO_LARGE")
+        response = problem(
+            413, f"Request body is larger than {self.max_bytes} bytes.", "PAYLOAD_TOO_LARGE"
+        )
         await response(scope, receive, send)
 
 
@@ -135,13 +139,17 @@ class ContactgraphGraphQL(GraphQL):
         request = context.request
         found = await authenticate_token(request, token) if token else None
         if found is None:
-            raise ConnectionRejectionError({"message": "A valid API key is required in the connection_init payload."})
+            raise ConnectionRejectionError(
+                {"message": "A valid API key is required in the connection_init payload."}
+            )
         request.state.auth = found
         context.key, context.shop = found
         context.loaders = Loaders(context.database, context.shop.id)
         return UNSET  # acknowledged, without a payload
 
-    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:  # type: ignore[override]
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:  # type: ignore[override]
         data: GraphQLHTTPResponse = {"data": result.data}
         if result.errors:
             data["errors"] = [format_error(e) for e in result.errors]
@@ -215,7 +223,9 @@ async def authenticate_token(request: Request | WebSocket, token: str) -> Any:
 
 
 def unauthorized() -> JSONBody:
-    response = problem(401, "A valid API key is required: Authorization: Bearer <key>.", "UNAUTHENTICATED")
+    response = problem(
+        401, "A valid API key is required: Authorization: Bearer <key>.", "UNAUTHENTICATED"
+    )
     response.headers["WWW-Authenticate"] = "Bearer"
     return response
 
@@ -233,7 +243,9 @@ async def healthz(request: Request) -> Response:
         await asyncio.wait_for(database.db.command("ping"), timeout=2)
     except Exception as err:  # any failure to answer means "not healthy"
         log.warning("health check failed: %s", err)
-        return JSONResponse({"status": "unavailable", "reason": "MongoDB is not reachable."}, status_code=503)
+        return JSONResponse(
+            {"status": "unavailable", "reason": "MongoDB is not reachable."}, status_code=503
+        )
     return JSONResponse({"status": "ok"})
 
 
@@ -249,7 +261,9 @@ def _outbox(database: Database, settings: Settings) -> Outbox:
 
 def create_app(settings: Settings) -> Starlette:
     if not settings.mongodb_uri:
-        raise ValueError("create_app needs settings.mongodb_uri (the CLI starts the embedded server)")
+        raise ValueError(
+            "create_app needs settings.mongodb_uri (the CLI starts the embedded server)"
+        )
     schema = build_schema(settings)
     view = ContactgraphGraphQL(schema, settings)
     endpoint = GraphQLEndpoint(view)
@@ -292,5 +306,7 @@ def create_app(settings: Settings) -> Starlette:
 
 def app_from_env() -> Starlette:
     """The app as uvicorn's workers build it: settings from the environment."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     return create_app(Settings.from_env())

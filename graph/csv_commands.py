@@ -7,16 +7,21 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tqdm import tqdm
 
-from graph.csv_export import ExportError, ExportRequest, csv_pieces, export_match
 from graph.settings import Settings
 from loaders.contacts import SORT_FIELDS
 from loaders.mongo import Database
-from resolvers.imports import ImportReport, import_contacts
 from resolvers.shops import get_shop
+
+if TYPE_CHECKING:
+    from resolvers.imports import ImportReport
+
+# The export and import modules load the whole schema (filters are read as
+# GraphQL input): imported when one of these commands runs, so the other
+# commands start without paying for it.
 
 T = TypeVar("T")
 WithDatabase = Callable[[Settings, Callable[[Database], Awaitable[T]]], T]
@@ -66,6 +71,8 @@ def run(settings: Settings, args: argparse.Namespace, with_database: WithDatabas
 def export_file(
     settings: Settings, args: argparse.Namespace, with_database: WithDatabase[int]
 ) -> int:
+    from graph.csv_export import ExportError, ExportRequest, csv_pieces, export_match
+
     request = ExportRequest(
         ids=[i.strip() for i in (args.ids or "").split(",") if i.strip()],
         query=args.query,
@@ -115,6 +122,8 @@ def export_file(
 def import_file(
     settings: Settings, args: argparse.Namespace, with_database: WithDatabase[int]
 ) -> int:
+    from resolvers.imports import import_contacts
+
     path = Path(args.file)
     if not path.is_file():
         print(f"contactgraph: no file {str(path)!r}", file=sys.stderr)

@@ -79,6 +79,10 @@ class RootFieldPermissions(SchemaExtension):
             if denied:
                 ctx.result = ExecutionResult(
                     data=None,
-                    errors=[forbidden(f"A {role.value} key may not use {', '.join(sorted(set(denied)))}.")],
+                    errors=[
+                        forbidden(
+                            f"A {role.value} key may not use {', '.join(sorted(set(denied)))}."
+                        )
+                    ],
                 )
         yield

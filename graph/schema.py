@@ -36,7 +36,16 @@ log = logging.getLogger("contactgraph")
 
 Query = merge_types(
     "Query",
-    (ContactQuery, SegmentQuery, OrderQuery, ReportingQuery, MergeQuery, PrivacyQuery, LabelQuery, MessageQuery),
+    (
+        ContactQuery,
+        SegmentQuery,
+        OrderQuery,
+        ReportingQuery,
+        MergeQuery,
+        PrivacyQuery,
+        LabelQuery,
+        MessageQuery,
+    ),
 )
 Mutation = merge_types(
     "Mutation",
@@ -57,7 +66,9 @@ Subscription = merge_types("Subscription", (ActivitySubscription,))
 
 
 class ContactgraphSchema(strawberry.Schema):
-    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
         # Client mistakes are answered, not logged; only failures get a traceback.
         for error in errors:
             if is_unexpected(error):

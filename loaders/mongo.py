@@ -139,7 +139,12 @@ INDEXES: dict[str, list[IndexModel]] = {
     "activity_archive": [
         # Buckets newest first per contact: the archive side of an activity page.
         IndexModel(
-            [("shopId", ASCENDING), ("contactId", ASCENDING), ("maxAt", DESCENDING), ("maxId", DESCENDING)]
+            [
+                ("shopId", ASCENDING),
+                ("contactId", ASCENDING),
+                ("maxAt", DESCENDING),
+                ("maxId", DESCENDING),
+            ]
         ),
         IndexModel([("shopId", ASCENDING), ("entries._id", ASCENDING)]),
     ],

@@ -44,7 +44,7 @@ async def count_matches(database: Database, matches: list[Doc]) -> list[int]:
     facets: dict[str, Any] = {
         f"c{i}": [{"$match": m}, {"$count": "n"}] for i, m in enumerate(matches)
     }
-    pipeline = [
+    pipeline: list[dict[str, Any]] = [
         {"$match": {"$or": matches}},
         {"$project": {"_id": 1, **_fields(matches)}},
         {"$facet": facets},

@@ -191,11 +191,10 @@ def check_row(
             address = check.address((key,), given)
             # Report address problems under the column the person sees.
             for i in range(before, len(check.problems)):
-                part = check.problems[i].field[-1] if check.problems[i].field else None
+                problem = check.problems[i]
+                part = problem.field[-1] if problem.field else None
                 column = {"name": name_column, "phone": phone_column}.get(str(part), address_column)
-                check.problems[i] = Problem(
-                    (column,), check.problems[i].message, check.problems[i].code
-                )
+                check.problems[i] = Problem((column,), problem.message, problem.code)
             if address:
                 details[key] = address
     region = (details.get("shippingAddress") or details.get("billingAddress") or {}).get(

@@ -1,4 +1,7 @@
-"""Contacts and orders as stored documents, for the tests of exports, segments, stats, duplicates, merges and privacy."""
+"""Contacts and orders as stored documents.
+
+For the tests of exports, segments, stats, duplicates, merges and privacy.
+"""
 
 from __future__ import annotations
 

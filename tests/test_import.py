@@ -216,7 +216,9 @@ async def test_existing_contacts_are_updated_only_where_details_are_not_locked(d
 
 async def test_an_import_never_resubscribes_someone_who_was_asked_before(database, keys):
     gone, never = await add_contacts(
-        database, contact_doc("gone@example.com"), contact_doc("never@example.com", detailsLocked=True)
+        database,
+        contact_doc("gone@example.com"),
+        contact_doc("never@example.com", detailsLocked=True),
     )
     event = {
         "state": "UNSUBSCRIBED",

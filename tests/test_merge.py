@@ -29,8 +29,10 @@ mutation($id: ID!, $text: String!) { noteAdd(contactId: $id, text: $text) { user
 MERGE = """
 mutation($target: ID!, $sources: [ID!]!) {
   contactsMerge(targetId: $target, sourceIds: $sources) {
-    contact { id email firstName lastName phone kind labels hasAccount orderCount totalSpent { amount } firstOrderAt lastOrderAt
-              consent { state source history { state at } } }
+    contact {
+      id email firstName lastName phone kind labels hasAccount orderCount totalSpent { amount }
+      firstOrderAt lastOrderAt consent { state source history { state at } }
+    }
     userErrors { field message code }
   }
 }

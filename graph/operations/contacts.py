@@ -89,7 +89,9 @@ class ContactQuery:
     async def contact(self, info: Info, id: strawberry.ID) -> Contact | None:
         return await load_contact(info, decode_id(id, "Contact"))
 
-    @strawberry.field(description="A contact by email, in any letter case; null when there is none.")
+    @strawberry.field(
+        description="A contact by email, in any letter case; null when there is none."
+    )
     async def contact_by_email(self, info: Info, email: str) -> Contact | None:
         checked = Checker().email(("email",), email)
         if checked is None:
@@ -137,19 +139,27 @@ class ContactMutation:
     async def contact_create(self, info: Info, input: ContactInput) -> ContactPayload:
         ctx = info.context
         try:
-            doc = await contacts.create_contact(ctx.database, ctx.shop_id, input.to_details(), ctx.key.name)
+            doc = await contacts.create_contact(
+                ctx.database, ctx.shop_id, input.to_details(), ctx.key.name
+            )
         except Refused as refusal:
             return ContactPayload.refused(refusal)
         return ContactPayload(contact=contact_from(info, doc))
 
-    @strawberry.mutation(description="Edit a contact's details; this locks them against overwrites by new orders.")
-    async def contact_update(self, info: Info, id: strawberry.ID, input: ContactInput) -> ContactPayload:
+    @strawberry.mutation(
+        description="Edit a contact's details; this locks them against overwrites by new orders."
+    )
+    async def contact_update(
+        self, info: Info, id: strawberry.ID, input: ContactInput
+    ) -> ContactPayload:
         ctx = info.context
         try:
             contact_id = decode_id(id, "Contact")
             if contact_id is None:
                 raise not_found(("id",))
-            doc = await contacts.edit_contact(ctx.database, ctx.shop_id, contact_id, input.to_details(), ctx.key.name)
+            doc = await contacts.edit_contact(
+                ctx.database, ctx.shop_id, contact_id, input.to_details(), ctx.key.name
+            )
         except Refused as refusal:
             return ContactPayload.refused(refusal)
         return ContactPayload(contact=contact_from(info, doc))
@@ -180,7 +190,11 @@ class ContactMutation:
             )
         deleted, problems = await contacts.delete_contacts(ctx.database, ctx.shop_id, _ids(ids))
         ctx.loaders.contact_by_id.prime_many({oid: None for oid in deleted}, force=True)
-        payload = ContactsDeletePayload.refused(Refused(problems)) if problems else ContactsDeletePayload()
+        payload = (
+            ContactsDeletePayload.refused(Refused(problems))
+            if problems
+            else ContactsDeletePayload()
+        )
         payload.deleted_ids = [strawberry.ID(encode_id("Contact", oid)) for oid in deleted]
         return payload
 

@@ -39,7 +39,8 @@ class ReportingQuery:
         return ContactStats.from_result(result, info.context.currency)
 
     @strawberry.field(
-        description="Contacts that are probably one person: same phone, same email except dots/plus-tag, same name and address."
+        description="Contacts that are probably one person: same phone, same email except "
+        "dots/plus-tag, same name and address."
     )
     async def duplicate_candidates(
         self,

@@ -27,8 +27,12 @@ _CENTS = Decimal("0.01")
 
 @strawberry.enum(description="Customer or lead.")
 class ContactKind(Enum):
-    CUSTOMER = strawberry.enum_value("CUSTOMER", description="Has at least one order (placed or draft) in the shop.")
-    LEAD = strawberry.enum_value("LEAD", description="Created by hand, by a contact form, or by the API; no order yet.")
+    CUSTOMER = strawberry.enum_value(
+        "CUSTOMER", description="Has at least one order (placed or draft) in the shop."
+    )
+    LEAD = strawberry.enum_value(
+        "LEAD", description="Created by hand, by a contact form, or by the API; no order yet."
+    )
 
 
 @strawberry.enum(description="How to order a list of contacts; ties are broken by id.")
@@ -46,7 +50,9 @@ class ContactSortKey(Enum):
 
 @strawberry.type(description="A person the shop deals with: a customer or a lead.")
 class Contact(Node):
-    email: str = strawberry.field(description="The contact's fixed point: unique per shop, case-insensitive.")
+    email: str = strawberry.field(
+        description="The contact's fixed point: unique per shop, case-insensitive."
+    )
     first_name: str | None
     last_name: str | None
     display_name: str = strawberry.field(description='"First Last", else the email.')
@@ -58,12 +64,16 @@ class Contact(Node):
         description="Set by hand, or taken from the newest order that had something to ship."
     )
     billing_address: Address | None
-    has_account: bool = strawberry.field(description="The person has a customer account in the shop.")
+    has_account: bool = strawberry.field(
+        description="The person has a customer account in the shop."
+    )
     details_locked: bool = strawberry.field(
         description="Edited by hand: new orders no longer overwrite name, address and phone."
     )
     consent: Consent
-    order_count: int = strawberry.field(description="Placed orders; canceled and draft orders excluded.")
+    order_count: int = strawberry.field(
+        description="Placed orders; canceled and draft orders excluded."
+    )
     total_spent: Money = strawberry.field(
         description="Sum of original order totals (shipping, tax, discounts included; refunds not subtracted)."
     )
@@ -74,7 +84,9 @@ class Contact(Node):
     updated_at: DateTime
     doc: strawberry.Private[dict[str, Any]]
 
-    @strawberry.field(description="The contact's orders, newest first; canceled ones only when asked for.")
+    @strawberry.field(
+        description="The contact's orders, newest first; canceled ones only when asked for."
+    )
     async def orders(
         self,
         info: strawberry.Info,
@@ -85,9 +97,13 @@ class Contact(Node):
     ) -> Annotated[OrderConnection, strawberry.lazy("graph.types.order")]:
         from graph.types.order import contact_orders  # order.py imports this module
 
-        return await contact_orders(info, self.doc["_id"], first, after, include_canceled, include_drafts)
+        return await contact_orders(
+            info, self.doc["_id"], first, after, include_canceled, include_drafts
+        )
 
-    @strawberry.field(description="The activity log, newest first; a READER key does not see notes.")
+    @strawberry.field(
+        description="The activity log, newest first; a READER key does not see notes."
+    )
     async def activity(
         self,
         info: strawberry.Info,
@@ -157,7 +173,10 @@ class ContactEdge:
 def _contact_edges(root: ContactConnection) -> list[ContactEdge]:
     # Each cursor is a JSON + base64 encoding: made only when a client selects edges.
     page = root.page
-    return [ContactEdge(cursor=page.cursor(row), node=node) for row, node in zip(page.rows, root.nodes, strict=True)]
+    return [
+        ContactEdge(cursor=page.cursor(row), node=node)
+        for row, node in zip(page.rows, root.nodes, strict=True)
+    ]
 
 
 @strawberry.type(description="A page of contacts.")
@@ -169,7 +188,9 @@ class ContactConnection:
     database: strawberry.Private[Database]
     match: strawberry.Private[dict[str, Any]]
 
-    @strawberry.field(description="How many contacts match, over all pages; counted only when asked for.")
+    @strawberry.field(
+        description="How many contacts match, over all pages; counted only when asked for."
+    )
     async def total_count(self) -> int:
         return await count_contacts(self.database, self.match)
 

@@ -32,7 +32,8 @@ class Segment(Node):
         description="FIRST_TIME_CUSTOMERS and REPEAT_CUSTOMERS exist in every shop and cannot be changed."
     )
     key: str | None = strawberry.field(
-        description="FIRST_TIME_CUSTOMERS or REPEAT_CUSTOMERS for a built-in segment (usable wherever a segment id is), else null."
+        description="FIRST_TIME_CUSTOMERS or REPEAT_CUSTOMERS for a built-in segment "
+        "(usable wherever a segment id is), else null."
     )
     match: strawberry.Private[dict[str, Any]]
 

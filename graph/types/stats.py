@@ -36,7 +36,8 @@ class ContactStats:
         description="From the first to the last month with new contacts, oldest first; months without any as 0."
     )
     top_labels: list[Label] = strawberry.field(
-        description="The most used labels among these contacts, most used first; contactCount counts these contacts only."
+        description="The most used labels among these contacts, most used first; "
+        "contactCount counts these contacts only."
     )
 
     @classmethod
