@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from bson import Decimal128, ObjectId
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from loaders.contact_search import name_key, search_terms
@@ -292,32 +293,49 @@ async def delete_contacts(
     Orders stay for the books, unlinked from the person.
     """
     wanted = [oid for _, oid in ids if oid is not None]
-    found = await database.contacts.find(
-        {"shopId": shop_id, "_id": {"$in": wanted}}, {"_id": 1, "labelKeys": 1}
-    ).to_list()
-    found_ids = {doc["_id"] for doc in found}
+
+    async def work(session: Any) -> list[Doc]:
+        # In one transaction: the label counts drop exactly for the contacts
+        # deleted (a concurrent change to one of them is a write conflict and
+        # the whole runs again), and a failure leaves everything as it was.
+        found = await database.contacts.find(
+            {"shopId": shop_id, "_id": {"$in": wanted}},
+            {"_id": 1, "labelKeys": 1},
+            batch_size=len(wanted) + 1,  # all in the first reply: 250 ids cost no getMore
+            session=session,
+        ).to_list()
+        if not found:
+            return found
+        gone = [doc["_id"] for doc in found]
+        await database.contacts.delete_many(
+            {"shopId": shop_id, "_id": {"$in": gone}}, session=session
+        )
+        drops = Counter(key for doc in found for key in doc.get("labelKeys") or [])
+        if drops:
+            await database.labels.bulk_write(
+                [
+                    UpdateOne({"shopId": shop_id, "key": key}, {"$inc": {"contactCount": -n}})
+                    for key, n in drops.items()
+                ],
+                ordered=False,
+                session=session,
+            )
+        await database.orders.update_many(
+            {"shopId": shop_id, "contactId": {"$in": gone}},
+            {"$set": {"contactId": None}},
+            session=session,
+        )
+        await database.activity_archive.delete_many(
+            {"shopId": shop_id, "contactId": {"$in": gone}}, session=session
+        )
+        return found
+
+    found = await activity.in_transaction(database, work) if wanted else []
+    gone = {doc["_id"] for doc in found}
     problems = [
         Problem(("ids", index), "Contact not found.", "NOT_FOUND")
         for index, oid in ids
-        if oid is None or oid not in found_ids
+        if oid is None or oid not in gone
     ]
-    deleted: list[ObjectId] = []
-    for doc in found:
-        # One by one: the label counts must drop only for a contact this call really deleted.
-        result = await database.contacts.delete_one({"shopId": shop_id, "_id": doc["_id"]})
-        if result.deleted_count:
-            deleted.append(doc["_id"])
-            await add_label_counts(database, shop_id, doc.get("labelKeys", []), -1)
-    gone = set(deleted)
-    for index, oid in ids:
-        if oid in found_ids and oid not in gone:
-            problems.append(Problem(("ids", index), "Contact not found.", "NOT_FOUND"))
-    if deleted:
-        await database.orders.update_many(
-            {"shopId": shop_id, "contactId": {"$in": deleted}}, {"$set": {"contactId": None}}
-        )
-        await database.activity_archive.delete_many(
-            {"shopId": shop_id, "contactId": {"$in": deleted}}
-        )
     ordered = [oid for _, oid in ids if oid in gone]
     return list(dict.fromkeys(ordered)), problems

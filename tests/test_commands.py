@@ -129,3 +129,22 @@ async def test_the_page_read_leaves_out_the_activity_log(api, commands, monkeypa
     await api.data(PAGE, {"first": 5})
     assert len(projections) == 1
     assert projections[0]["activity"] == 0
+
+
+DELETE = "mutation($ids: [ID!]!) { contactsDelete(ids: $ids) { deletedIds userErrors { code } } }"
+
+
+async def test_deleting_250_contacts_costs_what_deleting_2_costs(api, commands, database, seeded):
+    await database.labels.insert_one(
+        {"shopId": SHOP, "key": "vip", "name": "VIP", "contactCount": len(seeded)}
+    )
+    measured = {}
+    for batch in (seeded[:2], seeded[2:252]):
+        ids = [encode_id("Contact", d["_id"]) for d in batch]
+        data, calls = await _measure(api, commands, DELETE, {"ids": ids})
+        assert len(data["contactsDelete"]["deletedIds"]) == len(batch)
+        measured[len(batch)] = [name for name, target in calls if target != "api_keys"]
+    assert measured[250] == measured[2]
+    assert await database.contacts.count_documents({}) == 8
+    label = await database.labels.find_one({"shopId": SHOP, "key": "vip"})
+    assert label["contactCount"] == 8

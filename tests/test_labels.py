@@ -244,6 +244,21 @@ async def test_counts_stay_exact_under_concurrent_changes(api, database):
         )
 
 
+async def test_counts_stay_exact_when_labelled_contacts_are_deleted_meanwhile(api, database):
+    ids = await contacts(api, 16)
+    await add(api, ids, ["Keep"])
+    delete = "mutation($ids: [ID!]!) { contactsDelete(ids: $ids) { deletedIds } }"
+    doomed = ids[::2]
+    results = await asyncio.gather(
+        *(add(api, [gid], ["Late"]) for gid in ids),
+        *(api.data(delete, {"ids": [gid]}) for gid in doomed),
+        remove(api, ids[1::4], ["Keep"]),
+    )
+    assert all(len(r["contactsDelete"]["deletedIds"]) == 1 for r in results[16:24])
+    await assert_consistent(database)
+    assert await label_list(api) == {"Keep": 4, "Late": 8}
+
+
 async def test_label_a_selection(api, database, monkeypatch):
     monkeypatch.setattr(labels_rules, "BATCH", 20)  # several batches without thousands of contacts
     leads = await contacts(api, 3, "lead")
