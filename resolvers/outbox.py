@@ -137,6 +137,10 @@ class Outbox:
                 await self.deliver_due()
             except PyMongoError:
                 log.warning("outbox: the database is not reachable; trying again", exc_info=True)
+            except Exception:
+                # Whatever went wrong, the outbox must keep running: a dead
+                # task would deliver nothing more until the next restart.
+                log.exception("outbox: unexpected error; carrying on")
             # Sleep until woken, the next retry falls due, or the poll interval passes.
             # The timeout first: a stop() while it is read must not leave an
             # Event.wait() coroutine created and never awaited.
@@ -204,6 +208,14 @@ class Outbox:
                 await self._retry(message, f"{error.code} {error.message}")
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
             await self._retry(message, f"{type(error).__name__}: {error}")
+        except PyMongoError:
+            raise  # the claim's lease brings the message back once the database answers
+        except Exception as error:
+            # A fault of ours (say, a message that cannot be built): retried
+            # like an outage, so a fix deployed in time still delivers it,
+            # and FAILED with the reason once the retries run out.
+            log.exception("outbox: message %s could not be sent", message["_id"])
+            await self._retry(message, f"Unexpected error: {type(error).__name__}: {error}")
         else:
             await self._sent(message)
 

@@ -22,6 +22,7 @@ from graph.app import create_app
 from graph.embedded import free_port
 from graph.settings import Settings
 from graph.types.node import decode_id, encode_id
+from resolvers import outbox
 from resolvers.messages import make_token, shop_secret
 
 SENDER = "Test Shop <shop@example.com>"
@@ -344,6 +345,34 @@ async def test_an_smtp_outage_loses_nothing(mail, smtp, database):
     assert subjects == ["before 0", "before 1", "during 0", "during 1", "during 2"]
     log = (await mail.api.data(CONTACT, {"id": gid}))["contact"]["activity"]["nodes"]
     assert sorted(n["text"] for n in log) == subjects
+
+
+async def test_an_unexpected_error_does_not_stop_delivery(mail, smtp, database, monkeypatch):
+    real_build, real_claim = outbox.build_email, outbox.Outbox._claim
+    faults = {"build": 1, "claim": 1}
+
+    def failing_build(message, sender):
+        if faults["build"]:
+            faults["build"] -= 1
+            raise ValueError("cannot build this one")
+        return real_build(message, sender)
+
+    async def failing_claim(self):
+        if faults["claim"]:
+            faults["claim"] -= 1
+            raise RuntimeError("a bug in the loop")
+        return await real_claim(self)
+
+    monkeypatch.setattr(outbox, "build_email", failing_build)
+    monkeypatch.setattr(outbox.Outbox, "_claim", failing_claim)
+    gid = await contact(mail.api, "steady@example.com")
+    await send(mail.api, gid, "first", "body")
+    await send(mail.api, gid, "second", "body")
+    docs = await settled(database, 2)
+    assert faults == {"build": 0, "claim": 0}
+    assert [d["status"] for d in docs] == ["SENT", "SENT"]
+    assert sorted(m["Subject"] for m in smtp.inbox.mails()) == ["first", "second"]
+    assert sorted(d["attempts"] for d in docs) == [1, 2]  # the one that could not be built
 
 
 async def test_a_refused_recipient_fails_with_the_reason(mail, smtp, database):
