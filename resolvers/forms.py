@@ -165,8 +165,10 @@ async def submit_form(
             continue
     if contact is None:
         raise RuntimeError("could not record a form submission")
-    if checked.accepts_marketing and current_state(contact) != "SUBSCRIBED":
+    if checked.accepts_marketing and current_state(contact) not in ("SUBSCRIBED", "PENDING"):
         # Someone already subscribed stays so: a form can ask, not confirm or downgrade.
+        # A request already pending stands: anyone may submit forms, and an
+        # event per submission would grow the contact's history without end.
         event = ConsentEvent(
             state="PENDING", at=at, source="CONTACT_FORM", evidence=checked.evidence
         )

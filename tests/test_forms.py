@@ -136,6 +136,18 @@ async def test_a_checked_marketing_box_asks_for_confirmation_only(as_role, api, 
     assert sorted(e["kind"] for e in doc["activity"]) == ["CONSENT_CHANGED", "FORM_SUBMITTED"]
 
 
+async def test_repeated_forms_leave_one_pending_request(as_role, api, database):
+    for i in range(5):
+        await submit(as_role("PUBLIC"), acceptsMarketing=True, consentText=f"Newsletter {i}")
+    consent = (await api.data(CONTACT, {"email": "visitor@example.com"}))["contactByEmail"][
+        "consent"
+    ]
+    assert consent["state"] == "PENDING"
+    assert [e["evidence"].split(" |")[0] for e in consent["history"]] == ["Newsletter 0"]
+    kinds = sorted(e["kind"] for e in (await contact_doc(database))["activity"])
+    assert kinds == ["CONSENT_CHANGED"] + ["FORM_SUBMITTED"] * 5
+
+
 async def test_a_form_never_downgrades_or_upgrades_a_subscribed_contact(as_role, api, database):
     await api.data(
         'mutation { orderRecord(input: {externalId: "O-1", email: "visitor@example.com", '
