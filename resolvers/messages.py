@@ -181,14 +181,23 @@ async def unsubscribe(database: Database, token: str) -> Unsubscribed:
         return Unsubscribed.INVALID
     if current_state(contact) == "UNSUBSCRIBED":
         return Unsubscribed.ALREADY  # a second click changes nothing
-    event = ConsentEvent(
-        state="UNSUBSCRIBED",
-        at=at,
-        source="UNSUBSCRIBE_LINK",
-        evidence="Unsubscribe link in a marketing e-mail",
-    )
-    if await record_consent(database, shop_id, contact_id, event) is None:
-        return Unsubscribed.INVALID
+    for _ in range(3):
+        # The click must win. The current event may carry a time slightly
+        # ahead of ours (consentUpdate allows some clock skew): then this one
+        # takes that time, and ties go to the later write.
+        current_at = (contact.get("consent") or {}).get("at")
+        event = ConsentEvent(
+            state="UNSUBSCRIBED",
+            at=max(at, current_at) if current_at is not None else at,
+            source="UNSUBSCRIBE_LINK",
+            evidence="Unsubscribe link in a marketing e-mail",
+        )
+        after = await record_consent(database, shop_id, contact_id, event)
+        if after is None:
+            return Unsubscribed.INVALID
+        if current_state(after) == "UNSUBSCRIBED":
+            break
+        contact = after  # a newer event arrived meanwhile: again, after it
     return Unsubscribed.NOW
 
 

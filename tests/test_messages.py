@@ -283,6 +283,25 @@ async def test_one_click_post_unsubscribes(mail, database):
     ] == "UNSUBSCRIBED"
 
 
+async def test_the_link_wins_over_a_consent_dated_slightly_ahead(mail, database):
+    gid = await contact(mail.api, "ahead@example.com")
+    ahead = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=3)).isoformat()
+    subscribe = """
+    mutation($id: ID!, $at: DateTime!) {
+      consentUpdate(contactId: $id, state: SUBSCRIBED, at: $at) { userErrors { code } }
+    }
+    """
+    assert (await mail.api.data(subscribe, {"id": gid, "at": ahead}))["consentUpdate"] == {
+        "userErrors": []
+    }
+    token = make_token(
+        await shop_secret(database, SHOP), SHOP, decode_id(gid, "Contact"), dt.datetime.now(dt.UTC)
+    )
+    assert (await mail.http.get(f"/unsubscribe/{token}")).status_code == 200
+    consent = (await mail.api.data(CONTACT, {"id": gid}))["contact"]["consent"]
+    assert consent["state"] == "UNSUBSCRIBED"
+
+
 async def test_only_genuine_unexpired_tokens_unsubscribe(mail, database, as_role):
     gid = await contact(mail.api, "kept@example.com", "SUBSCRIBED")
     oid = decode_id(gid, "Contact")
