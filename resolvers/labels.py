@@ -15,6 +15,7 @@ it to contacts makes that call take it off those contacts again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 
 from bson import ObjectId
 from pymongo import UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from loaders.contacts import LIST_PROJECTION, label_key
 from loaders.mongo import Database, Doc
@@ -238,50 +239,8 @@ async def change_labels(
     outcome = Outcome()
     pending = contacts
     latest = _by_id(contacts)
-    for _ in range(ROUNDS):
-        changes: dict[ObjectId, tuple[Doc, Change, Doc]] = {}
-        for doc in pending:
-            change = plan(doc)
-            if change is not None:
-                changes[doc["_id"]] = (
-                    doc,
-                    change,
-                    activity.entry("LABELS_CHANGED", text=change.text, author=author),
-                )
-        if not changes:
-            break
-        at = now()
-        result = await database.contacts.bulk_write(
-            [
-                UpdateOne(
-                    {
-                        # `_id` first: the embedded server then looks it up by id.
-                        "_id": contact_id,
-                        "shopId": shop_id,
-                        "labels": doc.get("labels") or [],
-                        "labelKeys": doc.get("labelKeys") or [],
-                    },
-                    activity.merge_updates(
-                        {
-                            "$set": {
-                                "labels": change.labels,
-                                "labelKeys": change.keys,
-                                "updatedAt": at,
-                            }
-                        },
-                        activity.push([entry]),
-                    ),
-                )
-                for contact_id, (doc, change, entry) in changes.items()
-            ],
-            ordered=False,
-        )
-        if result.modified_count == len(changes):
-            done = set(changes)
-        else:
-            done = await _written(
-                database, shop_id, {e["_id"]: cid for cid, (_, _, e) in changes.items()}
-            )
+
+    def record(changes: dict[ObjectId, tuple[Doc, Change, Doc]], done: set[ObjectId]) -> None:
         for contact_id in done:
             doc, change, _ = changes[contact_id]
             before, after = set(doc.get("labelKeys") or []), set(change.keys)
@@ -290,14 +249,71 @@ async def change_labels(
             outcome.deltas.subtract({k: 1 for k in before - after})
             for key in after - before:
                 outcome.added.setdefault(key, []).append(contact_id)
-        retry = [cid for cid in changes if cid not in done]
-        if not retry:
-            break
-        pending = await database.contacts.find(
-            {"shopId": shop_id, "_id": {"$in": retry}}, _LABEL_FIELDS
-        ).to_list()
-        latest.update(_by_id(pending))
-    await _move_counts(database, shop_id, outcome.deltas)
+
+    def logged(changes: dict[ObjectId, tuple[Doc, Change, Doc]]) -> dict[ObjectId, ObjectId]:
+        return {entry["_id"]: cid for cid, (_, _, entry) in changes.items()}
+
+    # The counts move by what was written even when a round fails midway:
+    # otherwise a label could keep contacts while its count says none.
+    try:
+        for _ in range(ROUNDS):
+            changes: dict[ObjectId, tuple[Doc, Change, Doc]] = {}
+            for doc in pending:
+                change = plan(doc)
+                if change is not None:
+                    changes[doc["_id"]] = (
+                        doc,
+                        change,
+                        activity.entry("LABELS_CHANGED", text=change.text, author=author),
+                    )
+            if not changes:
+                break
+            at = now()
+            try:
+                result = await database.contacts.bulk_write(
+                    [
+                        UpdateOne(
+                            {
+                                # `_id` first: the embedded server then looks it up by id.
+                                "_id": contact_id,
+                                "shopId": shop_id,
+                                "labels": doc.get("labels") or [],
+                                "labelKeys": doc.get("labelKeys") or [],
+                            },
+                            activity.merge_updates(
+                                {
+                                    "$set": {
+                                        "labels": change.labels,
+                                        "labelKeys": change.keys,
+                                        "updatedAt": at,
+                                    }
+                                },
+                                activity.push([entry]),
+                            ),
+                        )
+                        for contact_id, (doc, change, entry) in changes.items()
+                    ],
+                    ordered=False,
+                )
+            except PyMongoError:
+                # Some updates may have landed: the entries they logged tell which.
+                with contextlib.suppress(PyMongoError):
+                    record(changes, await _written(database, shop_id, logged(changes)))
+                raise
+            if result.modified_count == len(changes):
+                done = set(changes)
+            else:
+                done = await _written(database, shop_id, logged(changes))
+            record(changes, done)
+            retry = [cid for cid in changes if cid not in done]
+            if not retry:
+                break
+            pending = await database.contacts.find(
+                {"shopId": shop_id, "_id": {"$in": retry}}, _LABEL_FIELDS
+            ).to_list()
+            latest.update(_by_id(pending))
+    finally:
+        await _move_counts(database, shop_id, outcome.deltas)
     # Each modified contact logged one entry more than it had when read.
     await asyncio.gather(
         *(

@@ -8,10 +8,13 @@ from typing import Any
 
 from bson import ObjectId
 from conftest import OTHER_SHOP, SHOP
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import AutoReconnect
 
 from graph.types.node import decode_id, encode_id
 from loaders.contacts import label_key
 from resolvers import labels as labels_rules
+from resolvers.clock import now
 from resolvers.contacts import new_contact
 from resolvers.validation import email_key
 
@@ -257,6 +260,36 @@ async def test_counts_stay_exact_when_labelled_contacts_are_deleted_meanwhile(ap
     assert all(len(r["contactsDelete"]["deletedIds"]) == 1 for r in results[16:24])
     await assert_consistent(database)
     assert await label_list(api) == {"Keep": 4, "Late": 8}
+
+
+async def test_a_selection_failing_midway_keeps_counts_exact(api, database, monkeypatch):
+    monkeypatch.setattr(labels_rules, "BATCH", 20)
+    created = now()
+    await database.contacts.insert_many(
+        [
+            new_contact(SHOP, f"p{i}@example.com", f"p{i}@example.com", "LEAD", {}, created)
+            for i in range(50)
+        ]
+    )
+    real = AsyncCollection.bulk_write
+    calls = 0
+
+    async def lost_reply(self, *args, **kwargs):
+        # The second batch is written, then the connection drops before the reply.
+        nonlocal calls
+        result = await real(self, *args, **kwargs)
+        if self.name == "contacts":
+            calls += 1
+            if calls == 2:
+                raise AutoReconnect("connection closed")
+        return result
+
+    monkeypatch.setattr(AsyncCollection, "bulk_write", lost_reply)
+    body = await api.gql(BULK, {"selection": {}, "add": ["Fresh"]})
+    assert body["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    assert await database.contacts.count_documents({"labelKeys": "fresh"}) == 40
+    await assert_consistent(database)
+    assert await label_list(api) == {"Fresh": 40}
 
 
 async def test_label_a_selection(api, database, monkeypatch):
