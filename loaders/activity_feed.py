@@ -191,15 +191,23 @@ class ActivityFeed:
                         self._dispatch(change)
             except PyMongoError:
                 failures += 1
+                self._ready.clear()  # new subscribers wait for the stream to be back
                 log.warning("activity change stream interrupted; reopening", exc_info=True)
-                if failures > 1:
-                    resume_token = None  # the token itself may be what fails: start afresh
+                if failures > 1 and resume_token is not None:
+                    # The token itself may be what fails: start afresh. What
+                    # was written meanwhile will never be seen, so every
+                    # subscription ends; clients subscribe again and reread.
+                    resume_token = None
+                    self._end_all()
                 await asyncio.sleep(min(30.0, 0.5 * 2**failures))
             except Exception:
                 # A fault of ours: end every subscription (clients see them
                 # complete and can subscribe again) rather than leave them waiting.
                 log.exception("activity change stream failed")
-                for group in self._listeners.values():
-                    for listener in group:
-                        listener.end()
+                self._end_all()
                 raise
+
+    def _end_all(self) -> None:
+        for group in self._listeners.values():
+            for listener in group:
+                listener.end()

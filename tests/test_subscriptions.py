@@ -11,14 +11,21 @@ import pytest
 import uvicorn
 import websockets
 from bson import ObjectId
+from conftest import SHOP
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import AutoReconnect
 from starlette.applications import Starlette
 
 from graph.app import create_app
 from graph.embedded import free_port
 from graph.settings import Settings
 from graph.types.node import decode_id, encode_id
+from loaders.activity_feed import ActivityFeed
 from resolvers import activity
 from resolvers.activity import SPILL_AT
+from resolvers.clock import now
+from resolvers.contacts import new_contact
+from resolvers.notes import add_note
 
 CREATE = "mutation($email: String!) { contactCreate(input: {email: $email}) { contact { id } } }"
 NOTE = "mutation($id: ID!, $text: String!) { noteAdd(contactId: $id, text: $text) { note { id } userErrors { code } } }"
@@ -264,3 +271,30 @@ async def test_order_entries_arrive_with_their_order(server, api, keys):
             {"kind": "CONVERTED_TO_CUSTOMER", "order": None},
             {"kind": "ORDER_PLACED", "order": {"externalId": "A-1"}},
         ]
+
+
+async def test_subscriptions_end_when_the_stream_cannot_resume(database, monkeypatch):
+    # What is written while no stream can be resumed is never seen: subscribers
+    # are told (their subscription completes) rather than left waiting for it.
+    doc = new_contact(SHOP, "feed@example.com", "feed@example.com", "LEAD", {}, now())
+    await database.contacts.insert_one(doc)
+    feed = ActivityFeed(database)
+    try:
+        async with feed.listen(SHOP, doc["_id"]) as entries:
+
+            def lost(change):
+                raise AutoReconnect("connection lost")
+
+            async def still_down(self, *args, **kwargs):
+                raise AutoReconnect("still down")
+
+            monkeypatch.setattr(feed, "_dispatch", lost)
+            monkeypatch.setattr(AsyncCollection, "watch", still_down)
+            await add_note(database, SHOP, doc["_id"], "written while the stream breaks", "A")
+
+            async def drain():
+                return [entry async for entry in entries]
+
+            assert await asyncio.wait_for(drain(), WAIT) == []
+    finally:
+        await feed.close()
