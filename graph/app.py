@@ -147,9 +147,9 @@ class ContactgraphGraphQL(GraphQL):
         context.loaders = Loaders(context.database, context.shop.id)
         return UNSET  # acknowledged, without a payload
 
-    async def process_result(
+    async def process_result(  # type: ignore[override]
         self, request: Request, result: ExecutionResult
-    ) -> GraphQLHTTPResponse:  # type: ignore[override]
+    ) -> GraphQLHTTPResponse:
         data: GraphQLHTTPResponse = {"data": result.data}
         if result.errors:
             data["errors"] = [format_error(e) for e in result.errors]

@@ -337,5 +337,5 @@ async def delete_contacts(
         for index, oid in ids
         if oid is None or oid not in gone
     ]
-    ordered = [oid for _, oid in ids if oid in gone]
+    ordered = [oid for _, oid in ids if oid is not None and oid in gone]
     return list(dict.fromkeys(ordered)), problems
