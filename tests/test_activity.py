@@ -15,6 +15,7 @@ from graph.types.node import decode_id, encode_id
 from resolvers import activity
 from resolvers.activity import BUCKET_SIZE, EMBEDDED_KEEP, MAX_BUCKETS_PER_SPILL, SPILL_AT
 from resolvers.contacts import new_contact
+from resolvers.orders import seed_orders
 
 T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
@@ -349,6 +350,31 @@ async def test_list_of_contacts_with_activity_costs_the_same_for_5_and_50(api, d
         counts.append(commands.count)
         assert all(c["activity"]["totalCount"] == 1 for c in data["contacts"]["nodes"])
     assert counts[0] == counts[1]
+
+
+async def test_the_orders_of_entries_cost_the_same_for_5_and_50_contacts(api, database, commands):
+    docs = [
+        new_contact(SHOP, f"b{i}@example.com", f"b{i}@example.com", "LEAD", {}, T0)
+        for i in range(50)
+    ]
+    await database.contacts.insert_many(docs)
+    await seed_orders(database, SHOP, docs, 2, random.Random(1))
+    query = """
+    query($n: Int) {
+      contacts(first: $n) {
+        nodes { activity(first: 3, kinds: [ORDER_PLACED]) { nodes { kind order { externalId } } } }
+      }
+    }
+    """
+    counts = []
+    for n in (5, 50):
+        commands.reset()
+        data = await api.data(query, {"n": n})
+        counts.append(commands.on("orders"))
+        entries = [e for c in data["contacts"]["nodes"] for e in c["activity"]["nodes"]]
+        assert len(entries) == 2 * n and all(e["kind"] == "ORDER_PLACED" for e in entries)
+        assert len({e["order"]["externalId"] for e in entries}) == 2 * n
+    assert counts == [["find"], ["find"]]
 
 
 async def test_order_entries_resolve_their_order(api, database):
