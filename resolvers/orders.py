@@ -11,12 +11,18 @@ write recomputed. Statistics only ever move by `$inc` (exact with
 Decimal128), `$min` and `$max`, except when an order stops counting: then
 first/last order times are recomputed and written with a compare-and-set on
 `orderRev`, which every statistics write bumps.
+
+The two writes are not one transaction (that would cost a fourth command
+per order). If the second never happens, the order is stored but not
+counted; the shop, having had no answer, reports the order again, and that
+report (or a cancellation) counts it: see `land_if_lost`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import random
 import re
 from collections.abc import Mapping, Sequence
@@ -38,6 +44,8 @@ from resolvers.contacts import derived_fields, new_contact
 from resolvers.errors import Field, Refused, not_found, refuse
 from resolvers.validation import NAME_MAX, Checker
 
+log = logging.getLogger("contactgraph")
+
 STATUSES = ("DRAFT", "OPEN", "FULFILLED", "CANCELED")
 RECORDABLE = ("OPEN", "FULFILLED", "CANCELED")
 # Orders that count in a contact's statistics; canceled and draft ones do not.
@@ -57,6 +65,11 @@ ZERO = Decimal(0)
 # A contact write retried this often has lost that many races in a row; past
 # it something is wrong, and the caller gets an error instead of a spin.
 MAX_ATTEMPTS = 200
+# An order whose contact write never happened (the process died between the
+# two writes, or the write kept failing) is counted by the next report of it
+# (shops resend until they get an answer) or by its cancellation, once it is
+# this old: a recording still under way finishes in far less.
+LANDING_GRACE = dt.timedelta(seconds=60)
 
 
 # ---------------------------------------------------------------- input
@@ -424,6 +437,13 @@ async def record_order(
         await database.orders.insert_one(order)
     except DuplicateKeyError:
         return await _replay(database, shop_id, checked, contact)
+    after = await _land_and_consent(database, shop_id, order, checked, contact)
+    return Recorded(order=order, contact=after, created=True)
+
+
+async def _land_and_consent(
+    database: Database, shop_id: str, order: Doc, checked: CheckedOrder, contact: Doc | None
+) -> Doc:
     after = await _land_order(database, shop_id, order, checked, contact)
     if checked.accepts_marketing:
         event = ConsentEvent(
@@ -435,7 +455,7 @@ async def record_order(
         )
         after = await record_consent(database, shop_id, after["_id"], event) or after
     await activity.spill_overflow(database, shop_id, after)
-    return Recorded(order=order, contact=after, created=True)
+    return after
 
 
 def _placed_entries(order: Doc) -> list[Doc]:
@@ -618,6 +638,9 @@ async def _replay(
     )
     if existing is None:
         raise RuntimeError("an order reported as a duplicate could not be read")
+    repaired = await land_if_lost(database, shop_id, existing)
+    if repaired is not None:
+        known = repaired
     order, contact = await change_order(
         database, shop_id, existing, status=checked.status, refunded=checked.refunded
     )
@@ -628,6 +651,101 @@ async def _replay(
             {"shopId": shop_id, "_id": order["contactId"]}, LIST_PROJECTION
         )
     return Recorded(order=order, contact=contact, created=False)
+
+
+# ---------------------------------------------------------------- orders never counted
+
+
+def _decimal(value: Any) -> Decimal:
+    return value.to_decimal() if isinstance(value, Decimal128) else Decimal(value or 0)
+
+
+def _checked_from_order(order: Doc) -> CheckedOrder:
+    """The stored order in the shape its first recording had checked it."""
+    lines = [
+        {**line, "unitPrice": _decimal(line["unitPrice"]), "total": _decimal(line["total"])}
+        for line in order.get("lineItems") or []
+    ]
+    return CheckedOrder(
+        external_id=order["externalId"],
+        email=order["email"],
+        email_key=order["emailKey"],
+        status=order["status"],
+        number=order.get("number"),
+        first_name=order.get("firstName"),
+        last_name=order.get("lastName"),
+        phone=order.get("phone"),
+        placed_at=order["placedAt"],
+        amounts=Amounts(
+            currency=order.get("currency"),
+            lines=lines,
+            subtotal=_decimal(order.get("subtotal")),
+            shipping=_decimal(order.get("shipping")),
+            tax=_decimal(order.get("tax")),
+            discount=_decimal(order.get("discount")),
+            total=_decimal(order["total"]),
+        ),
+        refunded=_decimal(order.get("refunded")),
+        shipping_address=order.get("shippingAddress"),
+        billing_address=order.get("billingAddress"),
+        accepts_marketing=bool(order.get("acceptsMarketing")),
+        has_account=order.get("hasAccount"),
+    )
+
+
+async def _landed(database: Database, shop_id: str, order: Doc) -> bool:
+    """Whether the order reached its contact: the contact's log names it (embedded or archived).
+
+    Deleting, erasing and merging contacts change the orders' `contactId` in
+    the same transaction, so an order whose contact is missing never landed.
+    """
+    contact_id = order.get("contactId")
+    if contact_id is None:
+        return True  # unlinked on purpose: its contact was deleted or erased
+    found = await database.contacts.find_one(
+        {"_id": contact_id, "shopId": shop_id, "activity.orderId": order["_id"]}, {"_id": 1}
+    )
+    if found is not None:
+        return True
+    # The bucket's entries are checked here: a filter on them would make the
+    # embedded server scan the archive instead of using the contact's index.
+    async for bucket in database.activity_archive.find(
+        {"shopId": shop_id, "contactId": contact_id}, {"entries.orderId": 1}
+    ):
+        if any(e.get("orderId") == order["_id"] for e in bucket.get("entries") or []):
+            return True
+    return False
+
+
+async def land_if_lost(database: Database, shop_id: str, order: Doc) -> Doc | None:
+    """Count a reported order whose contact write never happened; the contact after, else None.
+
+    Cheap when nothing is wrong: one read of the contact for an order old
+    enough to check. Of concurrent callers one claims the repair on the order
+    (for LANDING_GRACE), so the order is counted once.
+    """
+    if order.get("externalId") is None or order.get("status") == "DRAFT":
+        return None  # drafts land with their creation, in one write
+    at = utc_now()
+    if at - order["createdAt"] < LANDING_GRACE or await _landed(database, shop_id, order):
+        return None
+    claimed = await database.orders.update_one(
+        {
+            "_id": order["_id"],
+            "shopId": shop_id,
+            "landingRepairAt": {"$not": {"$gt": at - LANDING_GRACE}},
+        },
+        {"$set": {"landingRepairAt": at}},
+    )
+    if not claimed.modified_count or await _landed(database, shop_id, order):
+        return None
+    log.warning("order %s was stored but never counted; counting it now", order["_id"])
+    contact = await database.contacts.find_one(
+        {"shopId": shop_id, "_id": order["contactId"]}, LIST_PROJECTION
+    ) or await database.contacts.find_one(
+        {"shopId": shop_id, "emailKey": order["emailKey"]}, LIST_PROJECTION
+    )
+    return await _land_and_consent(database, shop_id, order, _checked_from_order(order), contact)
 
 
 # ---------------------------------------------------------------- changing orders
@@ -768,6 +886,8 @@ async def cancel_order(
     order = await database.orders.find_one({"shopId": shop_id, "_id": order_id})
     if order is None:
         raise not_found(("id",), "Order")
+    # An order never counted must not be taken out of the statistics.
+    await land_if_lost(database, shop_id, order)
     return await change_order(database, shop_id, order, status="CANCELED", author=author)
 
 

@@ -1,0 +1,101 @@
+"""An order stored but never counted (the process died between its two writes) is counted later, once."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+from test_orders import CANCEL, RECORD, kinds, order_input
+
+from graph.types.node import encode_id
+from resolvers import orders as order_rules
+
+STATS = "orderCount totalSpent { amount } kind"
+
+
+@pytest.fixture
+def crashing_landing(monkeypatch):
+    """The next recording stores its order and dies before the contact write."""
+
+    real = order_rules._land_order
+
+    async def crash(*args, **kwargs):
+        monkeypatch.setattr(order_rules, "_land_order", real)
+        raise RuntimeError("the process died here")
+
+    monkeypatch.setattr(order_rules, "_land_order", crash)
+
+
+async def lost_order(api, database, external_id: str, email: str, age_seconds: int = 120) -> dict:
+    body = await api.gql(RECORD, {"input": order_input(external_id, email)})
+    assert body["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    order = await database.orders.find_one({"externalId": external_id})
+    created = order["createdAt"] - dt.timedelta(seconds=age_seconds)
+    await database.orders.update_one({"_id": order["_id"]}, {"$set": {"createdAt": created}})
+    return order
+
+
+async def contact_of(database, email: str) -> dict | None:
+    return await database.contacts.find_one({"emailKey": email})
+
+
+async def test_a_resent_report_counts_an_order_of_a_new_customer(api, database, crashing_landing):
+    await lost_order(api, database, "L-1", "lost@example.com")
+    assert await contact_of(database, "lost@example.com") is None
+
+    replay = (await api.data(RECORD, {"input": order_input("L-1", "lost@example.com")}))[
+        "orderRecord"
+    ]
+    assert replay["userErrors"] == []
+    assert replay["contact"]["orderCount"] == 1 and replay["contact"]["kind"] == "CUSTOMER"
+    assert replay["order"]["contact"]["email"] == "lost@example.com"
+    again = (await api.data(RECORD, {"input": order_input("L-1", "lost@example.com")}))[
+        "orderRecord"
+    ]
+    assert again["contact"]["orderCount"] == 1
+    doc = await contact_of(database, "lost@example.com")
+    assert doc["orderCount"] == 1 and kinds(doc) == ["ORDER_PLACED"]
+
+
+async def test_a_resent_report_counts_an_order_of_a_known_lead(api, database, crashing_landing):
+    await api.data(
+        'mutation { contactCreate(input: {email: "lead@example.com"}) { contact { id } } }'
+    )
+    await lost_order(api, database, "L-2", "lead@example.com")
+    lead = await contact_of(database, "lead@example.com")
+    assert lead["kind"] == "LEAD" and lead.get("orderCount", 0) == 0
+
+    replays = await asyncio.gather(
+        *(api.data(RECORD, {"input": order_input("L-2", "lead@example.com")}) for _ in range(8))
+    )
+    assert all(r["orderRecord"]["userErrors"] == [] for r in replays)
+    doc = await contact_of(database, "lead@example.com")
+    assert doc["kind"] == "CUSTOMER" and doc["orderCount"] == 1
+    assert (
+        str(doc["totalSpent"].to_decimal()) == replays[0]["orderRecord"]["order"]["total"]["amount"]
+    )
+    assert sorted(kinds(doc)) == ["CONTACT_CREATED", "CONVERTED_TO_CUSTOMER", "ORDER_PLACED"]
+
+
+async def test_a_recording_still_under_way_is_left_to_finish(api, database, crashing_landing):
+    # Within the grace period the first recording may still be writing: a
+    # replay then must not count the order a second time.
+    await lost_order(api, database, "L-3", "young@example.com", age_seconds=0)
+    replay = (await api.data(RECORD, {"input": order_input("L-3", "young@example.com")}))[
+        "orderRecord"
+    ]
+    assert replay["userErrors"] == [] and replay["contact"] is None
+    assert await contact_of(database, "young@example.com") is None
+
+
+async def test_cancelling_an_order_never_counted_counts_nothing_twice(
+    api, database, crashing_landing
+):
+    order = await lost_order(api, database, "L-4", "cancel@example.com")
+    canceled = (await api.data(CANCEL, {"id": encode_id("Order", order["_id"])}))["orderCancel"]
+    assert canceled["userErrors"] == [] and canceled["order"]["status"] == "CANCELED"
+    assert canceled["contact"]["orderCount"] == 0
+    assert canceled["contact"]["totalSpent"]["amount"] == "0.00"
+    doc = await contact_of(database, "cancel@example.com")
+    assert sorted(kinds(doc)) == ["ORDER_CANCELED", "ORDER_PLACED"]
