@@ -277,6 +277,14 @@ async def _move_related(database: Database, shop_id: str, plan: MergePlan, sessi
             {"$set": {"contactId": target_id}},
             session=session,
         )
+    # The merged statistics are summed from these orders, so each now counts,
+    # even one whose recording died before reaching its contact: marked, so
+    # a later report of it does not count it again (see orders.land_if_lost).
+    await database.orders.update_many(
+        {"shopId": shop_id, "contactId": target_id, "landedAt": None},
+        {"$set": {"landedAt": now()}},
+        session=session,
+    )
 
 
 async def _write_target(database: Database, shop_id: str, plan: MergePlan, session: Any) -> None:

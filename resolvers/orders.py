@@ -437,14 +437,15 @@ async def record_order(
         await database.orders.insert_one(order)
     except DuplicateKeyError:
         return await _replay(database, shop_id, checked, contact)
-    after = await _land_and_consent(database, shop_id, order, checked, contact)
+    after = await _land_order(database, shop_id, order, checked, contact)
+    after = await _after_landing(database, shop_id, checked, after)
     return Recorded(order=order, contact=after, created=True)
 
 
-async def _land_and_consent(
-    database: Database, shop_id: str, order: Doc, checked: CheckedOrder, contact: Doc | None
+async def _after_landing(
+    database: Database, shop_id: str, checked: CheckedOrder, after: Doc
 ) -> Doc:
-    after = await _land_order(database, shop_id, order, checked, contact)
+    """Consent given at checkout, and the log's bound: what follows an order's landing."""
     if checked.accepts_marketing:
         event = ConsentEvent(
             state="SUBSCRIBED",
@@ -693,59 +694,125 @@ def _checked_from_order(order: Doc) -> CheckedOrder:
     )
 
 
-async def _landed(database: Database, shop_id: str, order: Doc) -> bool:
-    """Whether the order reached its contact: the contact's log names it (embedded or archived).
+class _Landed:
+    """The answer of `_landed_on` for an order that has nothing left to land on."""
 
-    Deleting, erasing and merging contacts change the orders' `contactId` in
-    the same transaction, so an order whose contact is missing never landed.
+
+async def _landed_on(
+    database: Database, shop_id: str, order: Doc, session: Any = None
+) -> ObjectId | type[_Landed] | None:
+    """Where the order landed: the contact whose log names it; None when it never did.
+
+    The order names its contact, but a recording that lost a race may have
+    landed it on the contact its email found and died before relinking it,
+    so both are looked at. Deleting, erasing and merging contacts change the
+    orders in the same transaction (a merge marks them `landedAt`), so an
+    order whose contacts do not name it never landed.
     """
-    contact_id = order.get("contactId")
-    if contact_id is None:
-        return True  # unlinked on purpose: its contact was deleted or erased
+    if order.get("landedAt") is not None or order.get("contactId") is None:
+        return _Landed  # counted by a repair or a merge, or unlinked on purpose
+    by_email = await database.contacts.find_one(
+        {"shopId": shop_id, "emailKey": order["emailKey"]}, {"_id": 1}, session=session
+    )
+    candidates = list(dict.fromkeys([order["contactId"], *([by_email["_id"]] if by_email else [])]))
     found = await database.contacts.find_one(
-        {"_id": contact_id, "shopId": shop_id, "activity.orderId": order["_id"]}, {"_id": 1}
+        {"_id": {"$in": candidates}, "shopId": shop_id, "activity.orderId": order["_id"]},
+        {"_id": 1},
+        session=session,
     )
     if found is not None:
-        return True
-    # The bucket's entries are checked here: a filter on them would make the
+        return found["_id"]
+    # The buckets' entries are checked here: a filter on them would make the
     # embedded server scan the archive instead of using the contact's index.
     async for bucket in database.activity_archive.find(
-        {"shopId": shop_id, "contactId": contact_id}, {"entries.orderId": 1}
+        {"shopId": shop_id, "contactId": {"$in": candidates}},
+        {"contactId": 1, "entries.orderId": 1},
+        session=session,
     ):
         if any(e.get("orderId") == order["_id"] for e in bucket.get("entries") or []):
-            return True
-    return False
+            return bucket["contactId"]
+    return None
+
+
+class _Raced(Exception):
+    """The contact changed between the transaction's read and its write: run it again."""
 
 
 async def land_if_lost(database: Database, shop_id: str, order: Doc) -> Doc | None:
     """Count a reported order whose contact write never happened; the contact after, else None.
 
-    Cheap when nothing is wrong: one read of the contact for an order old
-    enough to check. Of concurrent callers one claims the repair on the order
-    (for LANDING_GRACE), so the order is counted once.
+    For an order old enough to check, two reads when nothing is wrong (and
+    one of the contact's archive when its entry was archived). The
+    landing itself is one transaction that also marks the order `landedAt`,
+    so concurrent repairs, cancellations and merges conflict instead of
+    counting it twice, and whichever runs second sees what the first did.
     """
     if order.get("externalId") is None or order.get("status") == "DRAFT":
         return None  # drafts land with their creation, in one write
-    at = utc_now()
-    if at - order["createdAt"] < LANDING_GRACE or await _landed(database, shop_id, order):
+    if utc_now() - order["createdAt"] < LANDING_GRACE:
+        return None  # its first recording may still be under way
+    where = await _landed_on(database, shop_id, order)
+    if isinstance(where, ObjectId) and where != order["contactId"]:
+        # Landed, then the recording died before relinking the order.
+        await database.orders.update_one(
+            {"_id": order["_id"], "shopId": shop_id, "contactId": order["contactId"]},
+            {"$set": {"contactId": where}},
+        )
+        order["contactId"] = where
+    if where is not None:
         return None
-    claimed = await database.orders.update_one(
-        {
-            "_id": order["_id"],
-            "shopId": shop_id,
-            "landingRepairAt": {"$not": {"$gt": at - LANDING_GRACE}},
-        },
-        {"$set": {"landingRepairAt": at}},
-    )
-    if not claimed.modified_count or await _landed(database, shop_id, order):
-        return None
-    log.warning("order %s was stored but never counted; counting it now", order["_id"])
-    contact = await database.contacts.find_one(
-        {"shopId": shop_id, "_id": order["contactId"]}, LIST_PROJECTION
-    ) or await database.contacts.find_one(
-        {"shopId": shop_id, "emailKey": order["emailKey"]}, LIST_PROJECTION
-    )
-    return await _land_and_consent(database, shop_id, order, _checked_from_order(order), contact)
+
+    async def land(session: Any) -> tuple[Doc, Doc] | None:
+        current = await database.orders.find_one(
+            {"_id": order["_id"], "shopId": shop_id}, session=session
+        )
+        if current is None:
+            return None
+        if await _landed_on(database, shop_id, current, session) is not None:
+            return None  # by a concurrent call, since the look above
+        checked = _checked_from_order(current)
+        at = utc_now()
+        contact = await database.contacts.find_one(
+            {"shopId": shop_id, "_id": current["contactId"]}, LIST_PROJECTION, session=session
+        ) or await database.contacts.find_one(
+            {"shopId": shop_id, "emailKey": current["emailKey"]}, LIST_PROJECTION, session=session
+        )
+        after: Doc | None
+        if contact is None:
+            doc = _new_customer(shop_id, current, checked, current["createdAt"])
+            await database.contacts.insert_one(doc, session=session)
+            after = {k: v for k, v in doc.items() if k not in LIST_PROJECTION}
+        else:
+            extra, update = _contact_write(contact, current, checked, current["createdAt"])
+            after = await database.contacts.find_one_and_update(
+                {"shopId": shop_id, "_id": contact["_id"], **extra},
+                update,
+                projection=LIST_PROJECTION,
+                return_document=ReturnDocument.AFTER,
+                session=session,
+            )
+            if after is None:
+                raise _Raced
+        current["contactId"] = after["_id"]
+        await database.orders.update_one(
+            {"_id": current["_id"], "shopId": shop_id},
+            {"$set": {"contactId": after["_id"], "landedAt": at}},
+            session=session,
+        )
+        return current, after
+
+    for _ in range(5):
+        try:
+            landed = await activity.in_transaction(database, land)
+        except (_Raced, DuplicateKeyError):
+            continue  # a contact changed or was made meanwhile: look again
+        if landed is None:
+            return None
+        current, after = landed
+        log.warning("order %s was stored but never counted; counted now", current["_id"])
+        order.update(current)
+        return await _after_landing(database, shop_id, _checked_from_order(current), after)
+    raise RuntimeError("an order never counted could not be counted: its contact kept changing")
 
 
 # ---------------------------------------------------------------- changing orders

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 
 import pytest
+from bson import ObjectId
 from test_orders import CANCEL, RECORD, kinds, order_input
 
 from graph.types.node import encode_id
@@ -99,3 +100,57 @@ async def test_cancelling_an_order_never_counted_counts_nothing_twice(
     assert canceled["contact"]["totalSpent"]["amount"] == "0.00"
     doc = await contact_of(database, "cancel@example.com")
     assert sorted(kinds(doc)) == ["ORDER_CANCELED", "ORDER_PLACED"]
+
+
+MERGE = """
+mutation($target: ID!, $sources: [ID!]!) {
+  contactsMerge(targetId: $target, sourceIds: $sources) { contact { orderCount } userErrors { code } }
+}
+"""
+
+
+async def test_an_order_counted_by_a_merge_is_not_counted_again(api, database, crashing_landing):
+    created = await api.data(
+        'mutation { a: contactCreate(input: {email: "keep@example.com"}) { contact { id } } '
+        'b: contactCreate(input: {email: "dup@example.com"}) { contact { id } } }'
+    )
+    await lost_order(api, database, "L-5", "dup@example.com")
+    merged = (
+        await api.data(
+            MERGE,
+            {"target": created["a"]["contact"]["id"], "sources": [created["b"]["contact"]["id"]]},
+        )
+    )["contactsMerge"]
+    assert merged == {"contact": {"orderCount": 1}, "userErrors": []}  # summed from the orders
+    await api.data(RECORD, {"input": order_input("L-5", "dup@example.com")})
+    assert (await contact_of(database, "keep@example.com"))["orderCount"] == 1
+
+
+async def test_an_order_landed_but_not_relinked_is_only_relinked(api, database):
+    recorded = (await api.data(RECORD, {"input": order_input("L-6", "linked@example.com")}))[
+        "orderRecord"
+    ]
+    assert recorded["contact"]["orderCount"] == 1
+    # As if it had landed on the contact its email found and died before relinking.
+    order = await database.orders.find_one({"externalId": "L-6"})
+    old = order["createdAt"] - dt.timedelta(minutes=5)
+    await database.orders.update_one(
+        {"_id": order["_id"]}, {"$set": {"contactId": ObjectId(), "createdAt": old}}
+    )
+    await api.data(RECORD, {"input": order_input("L-6", "linked@example.com")})
+    contact = await contact_of(database, "linked@example.com")
+    assert contact["orderCount"] == 1
+    assert (await database.orders.find_one({"_id": order["_id"]}))["contactId"] == contact["_id"]
+
+
+async def test_a_resend_and_a_cancel_racing_count_the_order_once(api, database, crashing_landing):
+    order = await lost_order(api, database, "L-7", "race@example.com")
+    resent, canceled = await asyncio.gather(
+        api.data(RECORD, {"input": order_input("L-7", "race@example.com")}),
+        api.data(CANCEL, {"id": encode_id("Order", order["_id"])}),
+    )
+    assert resent["orderRecord"]["userErrors"] == canceled["orderCancel"]["userErrors"] == []
+    doc = await contact_of(database, "race@example.com")
+    assert doc["orderCount"] == 0 and str(doc["totalSpent"].to_decimal()) in ("0", "0.00")
+    assert sorted(kinds(doc)) == ["ORDER_CANCELED", "ORDER_PLACED"]
+    assert (await database.orders.find_one({"_id": order["_id"]}))["status"] == "CANCELED"
