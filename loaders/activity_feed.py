@@ -41,6 +41,11 @@ GRACE = dt.timedelta(minutes=5)
 SEEN_MAX = 10_000
 QUEUE_MAX = 1_000
 READY_TIMEOUT_SECONDS = 10.0
+# Server errors saying a resume token can no longer be used:
+# ChangeStreamHistoryLost, InvalidResumeToken, ChangeStreamFatalError.
+HISTORY_LOST = frozenset({286, 260, 280})
+# Failures in a row after which the token itself is taken to be the problem.
+MAX_RESUMES = 5
 _END: Doc = {}
 
 
@@ -184,18 +189,26 @@ class ActivityFeed:
                 async with await self.database.contacts.watch(
                     pipeline, resume_after=resume_token
                 ) as stream:
+                    # The token from the start, and after every (possibly empty)
+                    # batch: a quiet stream that breaks resumes where it was.
+                    resume_token = stream.resume_token or resume_token
                     self._ready.set()
                     failures = 0
-                    async for change in stream:
-                        resume_token = stream.resume_token
-                        self._dispatch(change)
-            except PyMongoError:
+                    while True:
+                        change = await stream.try_next()
+                        if change is not None:
+                            self._dispatch(change)
+                        # After the dispatch: a change is passed on before it
+                        # counts as seen (listeners drop repeats).
+                        resume_token = stream.resume_token or resume_token
+            except PyMongoError as error:
                 failures += 1
                 self._ready.clear()  # new subscribers wait for the stream to be back
                 log.warning("activity change stream interrupted; reopening", exc_info=True)
-                if failures > 1 and resume_token is not None:
-                    # The token itself may be what fails: start afresh. What
-                    # was written meanwhile will never be seen, so every
+                lost = getattr(error, "code", None) in HISTORY_LOST or failures > MAX_RESUMES
+                if lost and resume_token is not None:
+                    # Where the stream was is gone: start afresh. What was
+                    # written meanwhile will never be seen, so every
                     # subscription ends; clients subscribe again and reread.
                     resume_token = None
                     self._end_all()

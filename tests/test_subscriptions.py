@@ -13,7 +13,7 @@ import websockets
 from bson import ObjectId
 from conftest import SHOP
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import AutoReconnect
+from pymongo.errors import AutoReconnect, OperationFailure
 from starlette.applications import Starlette
 
 from graph.app import create_app
@@ -285,16 +285,39 @@ async def test_subscriptions_end_when_the_stream_cannot_resume(database, monkeyp
             def lost(change):
                 raise AutoReconnect("connection lost")
 
-            async def still_down(self, *args, **kwargs):
-                raise AutoReconnect("still down")
+            async def history_lost(self, *args, **kwargs):
+                raise OperationFailure("resume point no longer in the oplog", code=286)
 
             monkeypatch.setattr(feed, "_dispatch", lost)
-            monkeypatch.setattr(AsyncCollection, "watch", still_down)
+            monkeypatch.setattr(AsyncCollection, "watch", history_lost)
             await add_note(database, SHOP, doc["_id"], "written while the stream breaks", "A")
 
             async def drain():
                 return [entry async for entry in entries]
 
             assert await asyncio.wait_for(drain(), WAIT) == []
+    finally:
+        await feed.close()
+
+
+async def test_a_broken_stream_resumes_and_delivers_what_was_written(database, monkeypatch):
+    doc = new_contact(SHOP, "resume@example.com", "resume@example.com", "LEAD", {}, now())
+    await database.contacts.insert_one(doc)
+    feed = ActivityFeed(database)
+    try:
+        async with feed.listen(SHOP, doc["_id"]) as entries:
+            real = feed._dispatch
+            broken = [True]
+
+            def once_lost(change):
+                if broken:
+                    broken.clear()
+                    raise AutoReconnect("connection lost")
+                real(change)
+
+            monkeypatch.setattr(feed, "_dispatch", once_lost)
+            note, _ = await add_note(database, SHOP, doc["_id"], "written as it broke", "A")
+            entry = await asyncio.wait_for(anext(entries), WAIT)
+            assert entry["_id"] == note["_id"] and entry["text"] == "written as it broke"
     finally:
         await feed.close()
