@@ -28,4 +28,8 @@ async def unsubscribe_endpoint(request: Request) -> HTMLResponse:
     outcome = await unsubscribe(database, request.path_params["token"])
     if outcome is Unsubscribed.INVALID:
         return _page("Link not valid", "This unsubscribe link is not valid or has expired.", 404)
+    if outcome is Unsubscribed.BUSY:
+        return _page(
+            "Please try again", "We could not record this just now; please try again.", 503
+        )
     return _page("Unsubscribed", "You will not receive marketing e-mail from us any more.", 200)

@@ -161,10 +161,14 @@ async def verify_token(
     return shop_id, contact_id
 
 
+UNSUBSCRIBE_ROUNDS = 5
+
+
 class Unsubscribed(enum.Enum):
     NOW = "now"
     ALREADY = "already"
     INVALID = "invalid"
+    BUSY = "busy"  # consent kept changing meanwhile: the person should click again
 
 
 async def unsubscribe(database: Database, token: str) -> Unsubscribed:
@@ -181,7 +185,7 @@ async def unsubscribe(database: Database, token: str) -> Unsubscribed:
         return Unsubscribed.INVALID
     if current_state(contact) == "UNSUBSCRIBED":
         return Unsubscribed.ALREADY  # a second click changes nothing
-    for _ in range(3):
+    for _ in range(UNSUBSCRIBE_ROUNDS):
         # The click must win. The current event may carry a time slightly
         # ahead of ours (consentUpdate allows some clock skew): then this one
         # takes that time, and ties go to the later write.
@@ -196,9 +200,10 @@ async def unsubscribe(database: Database, token: str) -> Unsubscribed:
         if after is None:
             return Unsubscribed.INVALID
         if current_state(after) == "UNSUBSCRIBED":
-            break
+            return Unsubscribed.NOW
         contact = after  # a newer event arrived meanwhile: again, after it
-    return Unsubscribed.NOW
+    # Newer events kept arriving: the click is in the history, not the state.
+    return Unsubscribed.BUSY
 
 
 async def find_message(database: Database, shop_id: str, message_id: ObjectId) -> Doc | None:

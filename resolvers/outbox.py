@@ -135,16 +135,19 @@ class Outbox:
         while True:
             try:
                 await self.deliver_due()
+                # Sleep until woken, the next retry falls due, or the poll interval passes.
+                # The timeout first: a stop() while it is read must not leave an
+                # Event.wait() coroutine created and never awaited.
+                idle = await self._idle_seconds()
             except PyMongoError:
                 log.warning("outbox: the database is not reachable; trying again", exc_info=True)
+                idle = self.poll_seconds
             except Exception:
-                # Whatever went wrong, the outbox must keep running: a dead
-                # task would deliver nothing more until the next restart.
+                # Whatever went wrong, the outbox must keep running (a dead task
+                # would deliver nothing more until the next restart), but
+                # without spinning on a fault that repeats.
                 log.exception("outbox: unexpected error; carrying on")
-            # Sleep until woken, the next retry falls due, or the poll interval passes.
-            # The timeout first: a stop() while it is read must not leave an
-            # Event.wait() coroutine created and never awaited.
-            idle = await self._idle_seconds()
+                idle = self.poll_seconds
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), idle)
             self._wake.clear()

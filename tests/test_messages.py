@@ -22,7 +22,8 @@ from graph.app import create_app
 from graph.embedded import free_port
 from graph.settings import Settings
 from graph.types.node import decode_id, encode_id
-from resolvers import outbox
+from resolvers import messages, outbox
+from resolvers.consent import ConsentEvent
 from resolvers.messages import make_token, shop_secret
 
 SENDER = "Test Shop <shop@example.com>"
@@ -300,6 +301,26 @@ async def test_the_link_wins_over_a_consent_dated_slightly_ahead(mail, database)
     assert (await mail.http.get(f"/unsubscribe/{token}")).status_code == 200
     consent = (await mail.api.data(CONTACT, {"id": gid}))["contact"]["consent"]
     assert consent["state"] == "UNSUBSCRIBED"
+
+
+async def test_a_click_outrun_by_newer_consent_events_asks_to_try_again(
+    mail, database, monkeypatch
+):
+    gid = await contact(mail.api, "outrun@example.com", "SUBSCRIBED")
+    real = messages.record_consent
+
+    async def outrun(database, shop_id, contact_id, event):
+        await real(database, shop_id, contact_id, event)
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+        newer = ConsentEvent(state="SUBSCRIBED", at=later, source="API")
+        return await real(database, shop_id, contact_id, newer)
+
+    monkeypatch.setattr(messages, "record_consent", outrun)
+    token = make_token(
+        await shop_secret(database, SHOP), SHOP, decode_id(gid, "Contact"), dt.datetime.now(dt.UTC)
+    )
+    response = await mail.http.get(f"/unsubscribe/{token}")
+    assert response.status_code == 503 and "try again" in response.text
 
 
 async def test_only_genuine_unexpired_tokens_unsubscribe(mail, database, as_role):
