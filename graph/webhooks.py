@@ -11,7 +11,9 @@ sender lets one configure. Unknown shop, missing or wrong signature: 401,
 and nothing is written. A signed body runs the very
 `orderRecord` mutation an INGEST key would, so the two paths cannot drift
 apart: 200 with the order, 422 with `userErrors` for refused input, 400
-when the body is not an OrderInput at all.
+when the body is not an OrderInput at all, 503 with Retry-After while a
+first delivery of the same order is still being recorded (or died
+recording it: the delivery after the Retry-After counts it).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from graph.errors import format_error
 from graph.settings import Settings
 from loaders.container import Loaders
 from loaders.mongo import Database
+from resolvers.orders import LANDING_GRACE
 from resolvers.shops import SHOP_ID, ApiKey, Role, get_shop
 
 SIGNATURE_HEADER = "x-contactgraph-signature"
@@ -103,12 +106,13 @@ def order_webhook(
         )
         if result.errors:
             errors = [format_error(e) for e in result.errors]
-            status = (
-                500
-                if any(e["extensions"]["code"] == "INTERNAL_SERVER_ERROR" for e in errors)
-                else 400
-            )
-            return _json(status, {"errors": errors})
+            codes = {e["extensions"]["code"] for e in errors}
+            if "TRY_AGAIN" in codes:
+                # The first delivery of this order is still being recorded.
+                response = _json(503, {"errors": errors})
+                response.headers["Retry-After"] = str(int(LANDING_GRACE.total_seconds()))
+                return response
+            return _json(500 if "INTERNAL_SERVER_ERROR" in codes else 400, {"errors": errors})
         recorded = (result.data or {})["orderRecord"]
         return _json(422 if recorded["userErrors"] else 200, recorded)
 

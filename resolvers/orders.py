@@ -70,6 +70,11 @@ MAX_ATTEMPTS = 200
 # (shops resend until they get an answer) or by its cancellation, once it is
 # this old: a recording still under way finishes in far less.
 LANDING_GRACE = dt.timedelta(seconds=60)
+LANDING_WAIT_SECONDS = 2.0
+
+
+class OrderInFlight(Exception):
+    """A report or cancellation of an order whose first recording has not finished: try later."""
 
 
 # ---------------------------------------------------------------- input
@@ -711,17 +716,23 @@ async def _landed_on(
     """
     if order.get("landedAt") is not None or order.get("contactId") is None:
         return _Landed  # counted by a repair or a merge, or unlinked on purpose
-    by_email = await database.contacts.find_one(
-        {"shopId": shop_id, "emailKey": order["emailKey"]}, {"_id": 1}, session=session
-    )
-    candidates = list(dict.fromkeys([order["contactId"], *([by_email["_id"]] if by_email else [])]))
-    found = await database.contacts.find_one(
-        {"_id": {"$in": candidates}, "shopId": shop_id, "activity.orderId": order["_id"]},
-        {"_id": 1},
-        session=session,
-    )
-    if found is not None:
-        return found["_id"]
+    candidates = [order["contactId"]]
+    for _ in range(2):  # the contact the order names, then the one its email finds
+        found = await database.contacts.find_one(
+            {"_id": candidates[-1], "shopId": shop_id, "activity.orderId": order["_id"]},
+            {"_id": 1},
+            session=session,
+        )
+        if found is not None:
+            return found["_id"]
+        if len(candidates) > 1:
+            break
+        by_email = await database.contacts.find_one(
+            {"shopId": shop_id, "emailKey": order["emailKey"]}, {"_id": 1}, session=session
+        )
+        if by_email is None or by_email["_id"] == order["contactId"]:
+            break
+        candidates.append(by_email["_id"])
     # The buckets' entries are checked here: a filter on them would make the
     # embedded server scan the archive instead of using the contact's index.
     async for bucket in database.activity_archive.find(
@@ -741,17 +752,27 @@ class _Raced(Exception):
 async def land_if_lost(database: Database, shop_id: str, order: Doc) -> Doc | None:
     """Count a reported order whose contact write never happened; the contact after, else None.
 
-    For an order old enough to check, two reads when nothing is wrong (and
-    one of the contact's archive when its entry was archived). The
-    landing itself is one transaction that also marks the order `landedAt`,
+    One read when nothing is wrong (the contact's log names the order);
+    more only when it does not, or the entry was archived. An order younger
+    than LANDING_GRACE is never landed here: its recording may still be
+    under way, so this waits briefly for it and then raises OrderInFlight.
+    The landing itself is one transaction that also marks the order `landedAt`,
     so concurrent repairs, cancellations and merges conflict instead of
     counting it twice, and whichever runs second sees what the first did.
     """
     if order.get("externalId") is None or order.get("status") == "DRAFT":
         return None  # drafts land with their creation, in one write
-    if utc_now() - order["createdAt"] < LANDING_GRACE:
-        return None  # its first recording may still be under way
     where = await _landed_on(database, shop_id, order)
+    if where is None and utc_now() - order["createdAt"] < LANDING_GRACE:
+        # Its first recording may still be under way: wait a little for it,
+        # else ask the caller to come back once it is over or known lost.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LANDING_WAIT_SECONDS
+        while where is None and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+            where = await _landed_on(database, shop_id, order)
+        if where is None:
+            raise OrderInFlight("This order is still being recorded; send it again in a minute.")
     if isinstance(where, ObjectId) and where != order["contactId"]:
         # Landed, then the recording died before relinking the order.
         await database.orders.update_one(

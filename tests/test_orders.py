@@ -974,7 +974,9 @@ async def test_recording_an_order_costs_at_most_three_commands(api, database, co
     )
     cost["replay"] = commands.count - baseline
     print(f"commands per recorded order: {cost} (auth {baseline} not included)")
-    assert cost["new contact"] <= 3 and cost["known contact"] <= 3 and cost["replay"] <= 3
+    assert cost["new contact"] <= 3 and cost["known contact"] <= 3
+    # A replay also reads whether the order reached its contact (see test_order_recovery.py).
+    assert cost["replay"] <= 4
 
 
 # ---------------------------------------------------------------- seeding

@@ -7,6 +7,7 @@ from dataclasses import replace
 import strawberry
 
 from graph.context import Info
+from graph.errors import ClientError
 from graph.operations.contacts import contact_from
 from graph.types.node import decode_id
 from graph.types.order import (
@@ -54,6 +55,8 @@ class OrderMutation:
             recorded = await orders.record_order(
                 ctx.database, ctx.shop_id, input.to_data(), shop_currency=ctx.currency
             )
+        except orders.OrderInFlight as err:
+            raise ClientError(str(err), "TRY_AGAIN") from None
         except Refused as refusal:
             return OrderPayload.refused(refusal)
         return _payload(info, recorded.order, recorded.contact)
@@ -71,6 +74,8 @@ class OrderMutation:
             order, contact = await orders.cancel_order(
                 ctx.database, ctx.shop_id, order_id, ctx.key.name
             )
+        except orders.OrderInFlight as err:
+            raise ClientError(str(err), "TRY_AGAIN") from None
         except Refused as refusal:
             return OrderPayload.refused(refusal)
         if contact is None and order.get("contactId") is not None:
