@@ -40,7 +40,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
-from harness import SHOP, SideBySide, log, ratio, summary  # noqa: E402
+from harness import SHOP, Floor, SideBySide, log, ratio, summary  # noqa: E402
 
 AUTHOR = "Bench admin"  # harness.admin_key names its key so
 NOTE_TEXT = "Called back about the delivery date; prefers e-mail in the morning."
@@ -195,30 +195,6 @@ def page_data(raw: dict[str, Any], currency: str) -> dict[str, Any]:
             "orders": {"nodes": [_order(o, currency) for o in orders[:5]]},
         }
     }
-
-
-class Floor:
-    """Plain graphql-core on the committed SDL, resolving from the already-fetched dicts."""
-
-    def __init__(self, query: str, variables: dict[str, Any]) -> None:
-        import graphql
-
-        self.graphql = graphql
-        self.schema = graphql.build_schema(harness.SCHEMA_SDL.read_text())
-        self.document = graphql.parse(query)
-        problems = graphql.validate(self.schema, self.document)
-        assert not problems, problems
-        self.variables = variables
-        self.root: dict[str, Any] = {}
-
-    def __call__(self) -> bytes:
-        import orjson
-
-        result = self.graphql.execute(
-            self.schema, self.document, root_value=self.root, variable_values=self.variables
-        )
-        assert not result.errors, result.errors
-        return orjson.dumps({"data": result.data})
 
 
 # --- the raw driver ------------------------------------------------------------

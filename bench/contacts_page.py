@@ -138,42 +138,9 @@ def plain_rows(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-class Floor:
-    """Plain graphql-core on the committed SDL: parse and validate once, then execute + encode."""
-
-    def __init__(self, query: str, variables: dict[str, Any]) -> None:
-        import graphql
-
-        self.graphql = graphql
-        self.query = query
-        self.schema = graphql.build_schema(harness.SCHEMA_SDL.read_text())
-        self.document = graphql.parse(query)
-        errors = graphql.validate(self.schema, self.document)
-        if errors:
-            raise RuntimeError(f"the page query does not validate against schema.graphql: {errors}")
-        self.variables = variables
-        self.root: dict[str, Any] = {}
-
+class Floor(harness.Floor):
     def use(self, docs: list[dict[str, Any]], total: int) -> None:
         self.root = {"contacts": {"totalCount": total, "nodes": plain_rows(docs)}}
-
-    def __call__(self) -> bytes:
-        return self._run(self.document)
-
-    def with_parse(self) -> bytes:
-        document = self.graphql.parse(self.query)
-        errors = self.graphql.validate(self.schema, document)
-        assert not errors, errors
-        return self._run(document)
-
-    def _run(self, document: Any) -> bytes:
-        import orjson
-
-        result = self.graphql.execute(
-            self.schema, document, root_value=self.root, variable_values=self.variables
-        )
-        assert not result.errors, result.errors
-        return orjson.dumps({"data": result.data})
 
 
 async def raw_page(database: Any, first: int) -> tuple[list[dict[str, Any]], int]:

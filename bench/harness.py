@@ -349,6 +349,47 @@ def check_graphql(status: int, body: bytes) -> dict[str, Any]:
     return answer
 
 
+# --- the floor ----------------------------------------------------------------
+
+
+class Floor:
+    """Plain graphql-core on the committed SDL, resolving from already-fetched dicts in `root`.
+
+    What any GraphQL server pays for the same answer: parsed and validated
+    once (as our caches do), then executed and encoded; `with_parse` also
+    parses and validates every time.
+    """
+
+    def __init__(self, query: str, variables: dict[str, Any]) -> None:
+        import graphql
+
+        self.graphql = graphql
+        self.query = query
+        self.schema = graphql.build_schema(SCHEMA_SDL.read_text())
+        self.document = graphql.parse(query)
+        errors = graphql.validate(self.schema, self.document)
+        if errors:
+            raise RuntimeError(f"the query does not validate against schema.graphql: {errors}")
+        self.variables = variables
+        self.root: dict[str, Any] = {}
+
+    def __call__(self) -> bytes:
+        return self._run(self.document)
+
+    def with_parse(self) -> bytes:
+        document = self.graphql.parse(self.query)
+        errors = self.graphql.validate(self.schema, document)
+        assert not errors, errors
+        return self._run(document)
+
+    def _run(self, document: Any) -> bytes:
+        result = self.graphql.execute(
+            self.schema, document, root_value=self.root, variable_values=self.variables
+        )
+        assert not result.errors, result.errors
+        return orjson.dumps({"data": result.data})
+
+
 # --- clocks -----------------------------------------------------------------
 
 

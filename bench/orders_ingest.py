@@ -311,18 +311,8 @@ async def raw_page(database: Any, first: int) -> list[dict[str, Any]]:
     return [{**c, "orders": orders.get(c["_id"], [])} for c in contacts]
 
 
-class Floor:
-    """Plain graphql-core on the committed SDL with the fetched documents as dicts."""
-
-    def __init__(self, variables: dict[str, Any]) -> None:
-        import graphql
-
-        self.graphql = graphql
-        self.schema = graphql.build_schema(harness.SCHEMA_SDL.read_text())
-        self.document = graphql.parse(PAGE)
-        assert not graphql.validate(self.schema, self.document)
-        self.variables = variables
-        self.root: dict[str, Any] = {}
+class Floor(harness.Floor):
+    """The floor of PAGE, from the raw reads' documents."""
 
     def use(self, rows: list[dict[str, Any]]) -> None:
         from graph.types.node import encode_id
@@ -345,15 +335,6 @@ class Floor:
         ]
         self.root = {"contacts": {"nodes": nodes}}
 
-    def __call__(self) -> bytes:
-        import orjson
-
-        result = self.graphql.execute(
-            self.schema, self.document, root_value=self.root, variable_values=self.variables
-        )
-        assert not result.errors, result.errors
-        return orjson.dumps({"data": result.data})
-
 
 async def page_latency(
     server: harness.DatabaseServer, database: Any, key: str, args: argparse.Namespace
@@ -362,7 +343,7 @@ async def page_latency(
 
     variables = {"first": 50}
     request = harness.graphql_request(PAGE, key, variables)
-    floor = Floor(variables)
+    floor = Floor(PAGE, variables)
     floor.use(await raw_page(database, 50))
     with harness.ApiServer(server, workers=1) as api:
         connection = await harness.HttpConnection(api.port).open()
