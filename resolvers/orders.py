@@ -70,7 +70,7 @@ MAX_ATTEMPTS = 200
 # (shops resend until they get an answer) or by its cancellation, once it is
 # this old: a recording still under way finishes in far less.
 LANDING_GRACE = dt.timedelta(seconds=60)
-LANDING_WAIT_SECONDS = 2.0
+LANDING_WAIT_SECONDS = 3.0
 
 
 class OrderInFlight(Exception):
@@ -591,6 +591,7 @@ async def _land_order(
             doc = _new_customer(shop_id, order, checked, at)
             if attempt:  # the id the order carries may belong to a contact deleted meanwhile
                 doc["_id"] = ObjectId()
+            await _link(database, shop_id, order, doc["_id"])
             try:
                 await database.contacts.insert_one(doc)
             except DuplicateKeyError:
@@ -599,8 +600,8 @@ async def _land_order(
                     {"shopId": shop_id, "emailKey": checked.email_key}, LIST_PROJECTION
                 )
                 continue
-            await _link(database, shop_id, order, doc["_id"])
             return {k: v for k, v in doc.items() if k not in LIST_PROJECTION}
+        await _link(database, shop_id, order, contact["_id"])
         extra, update = _contact_write(contact, order, checked, at)
         after = await database.contacts.find_one_and_update(
             {"shopId": shop_id, "_id": contact["_id"], **extra},
@@ -609,7 +610,6 @@ async def _land_order(
             return_document=ReturnDocument.AFTER,
         )
         if after is not None:
-            await _link(database, shop_id, order, after["_id"])
             return after
         contact = await database.contacts.find_one(
             {"shopId": shop_id, "_id": contact["_id"]}, LIST_PROJECTION
@@ -624,10 +624,13 @@ async def _land_order(
 
 
 async def _link(database: Database, shop_id: str, order: Doc, contact_id: ObjectId) -> None:
-    """Point the order at the contact it landed on, when that is not the one it was inserted with.
+    """Point the order at the contact it is about to land on, when that is not the one it names.
 
     Happens only in races: two first orders of a new email, or a contact
-    deleted while its order was being recorded.
+    deleted while its order was being recorded. Before the contact write, so
+    the order always names the contact whose log has (or will have) its
+    entry: deleting, erasing and merging, which find orders by `contactId`,
+    then never miss it.
     """
     if order["contactId"] != contact_id:
         await database.orders.update_one(
@@ -768,8 +771,15 @@ async def land_if_lost(database: Database, shop_id: str, order: Doc) -> Doc | No
         # else ask the caller to come back once it is over or known lost.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + LANDING_WAIT_SECONDS
+        pause = 0.02
         while where is None and loop.time() < deadline:
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.5)
+            # Read again: a merge, deletion or erasure may have changed it meanwhile.
+            fresh = await database.orders.find_one({"_id": order["_id"], "shopId": shop_id})
+            if fresh is None:
+                return None
+            order.update(fresh)
             where = await _landed_on(database, shop_id, order)
         if where is None:
             raise OrderInFlight("This order is still being recorded; send it again in a minute.")
@@ -800,11 +810,11 @@ async def land_if_lost(database: Database, shop_id: str, order: Doc) -> Doc | No
         )
         after: Doc | None
         if contact is None:
-            doc = _new_customer(shop_id, current, checked, current["createdAt"])
+            doc = _new_customer(shop_id, current, checked, at)
             await database.contacts.insert_one(doc, session=session)
             after = {k: v for k, v in doc.items() if k not in LIST_PROJECTION}
         else:
-            extra, update = _contact_write(contact, current, checked, current["createdAt"])
+            extra, update = _contact_write(contact, current, checked, at)
             after = await database.contacts.find_one_and_update(
                 {"shopId": shop_id, "_id": contact["_id"], **extra},
                 update,

@@ -70,6 +70,7 @@ async def test_a_resent_report_counts_an_order_of_a_known_lead(api, database, cr
     lead = await contact_of(database, "lead@example.com")
     assert lead["kind"] == "LEAD" and lead.get("orderCount", 0) == 0
 
+    before = dt.datetime.now(dt.UTC)
     replays = await asyncio.gather(
         *(api.data(RECORD, {"input": order_input("L-2", "lead@example.com")}) for _ in range(8))
     )
@@ -80,6 +81,7 @@ async def test_a_resent_report_counts_an_order_of_a_known_lead(api, database, cr
         str(doc["totalSpent"].to_decimal()) == replays[0]["orderRecord"]["order"]["total"]["amount"]
     )
     assert sorted(kinds(doc)) == ["CONTACT_CREATED", "CONVERTED_TO_CUSTOMER", "ORDER_PLACED"]
+    assert doc["updatedAt"] >= before - dt.timedelta(seconds=1)  # changed now, not back then
 
 
 async def test_a_recording_that_may_still_be_under_way_is_not_counted_twice(
