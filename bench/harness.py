@@ -3,7 +3,7 @@
 Benchmarks print numbers (JSON on stdout, progress on stderr); they never
 pass or fail. Everything here talks to real processes on loopback: the
 embedded SecantusDB (or MONGODB_URI), and uvicorn running the app as
-`contactgraph serve` does (factory `graph.app:app_from_env`, uvloop,
+`contactgraph serve` does (factory `graph.http.app:app_from_env`, uvloop,
 httptools; the access log only when asked for).
 
 The machine is usually shared: measure things side by side in one run
@@ -109,7 +109,7 @@ async def seed_contacts(
     database: Database, shop: str, contacts: int, orders_per_contact: int = 0
 ) -> float:
     """Seed like `contactgraph seed --contacts N`; returns the seconds it took."""
-    from graph.seed import seed_shop
+    from graph.cli.seed import seed_shop
 
     started = time.perf_counter()
     await seed_shop(database, shop, contacts, orders_per_contact)
@@ -173,7 +173,7 @@ class ApiServer:
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "uvicorn", "graph.app:app_from_env", "--factory",
+            sys.executable, "-m", "uvicorn", "graph.http.app:app_from_env", "--factory",
             "--host", "127.0.0.1", "--port", str(self.port),
             "--workers", str(self.workers),
             "--loop", "uvloop", "--http", "httptools",
@@ -271,7 +271,7 @@ async def in_process_api(server: DatabaseServer, **settings: Any) -> AsyncIterat
     import httpx
     from asgi_lifespan import LifespanManager
 
-    from graph.app import create_app
+    from graph.http.app import create_app
     from graph.settings import Settings
 
     app = create_app(Settings(mongodb_uri=server.uri, database=server.name, **settings))

@@ -18,8 +18,8 @@ from asgi_lifespan import LifespanManager
 from pymongo import monitoring
 from starlette.applications import Starlette
 
-from graph.app import create_app
 from graph.embedded import EmbeddedServer
+from graph.http.app import create_app
 from graph.settings import Settings
 from loaders.mongo import COLLECTIONS, Database
 from resolvers.shops import Role, create_key, create_keys, ensure_shop
@@ -94,12 +94,21 @@ class Served:
     asgi: Any  # what to send requests to: the app inside its running lifespan
 
 
+def per_request_state(app: Starlette, state: dict[str, Any]) -> Any:
+    """The lifespan's state, copied into each request as uvicorn does, so no request sees another's."""
+
+    async def asgi(scope: Any, receive: Any, send: Any) -> None:
+        await app({**scope, "state": dict(state)}, receive, send)
+
+    return asgi
+
+
 @pytest.fixture(scope="session")
 async def served(settings: Settings, commands: CommandCounter) -> AsyncIterator[Served]:
     monitoring.register(commands)
     app = create_app(settings)
     async with LifespanManager(app) as manager:
-        yield Served(app, manager.app)
+        yield Served(app, per_request_state(app, manager._state))
         if os.environ.get("MONGODB_URI"):
             await app.state.database.client.drop_database(settings.database)
 

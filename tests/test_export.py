@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from list_factories import add_contacts, at, contact_doc
 
-from graph import cli
-from graph.csv_export import ExportRequest, csv_pieces
+from graph.cli import main as cli
+from graph.http.exports import ExportRequest, csv_pieces
 from graph.types.node import encode_id
 from resolvers import activity
 from resolvers.csv_rows import (

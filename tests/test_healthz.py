@@ -8,8 +8,8 @@ import time
 import httpx
 from asgi_lifespan import LifespanManager
 
-from graph.app import create_app
 from graph.embedded import EmbeddedServer
+from graph.http.app import create_app
 
 
 async def test_healthy_without_a_key(http):

@@ -10,7 +10,7 @@ import pytest
 from conftest import OTHER_SHOP, SHOP
 from list_factories import add_contacts, at, contact_doc
 
-from graph import cli
+from graph.cli import main as cli
 from resolvers.csv_rows import COLUMNS, csv_text
 from resolvers.imports import ImportReport, RowProblem, import_contacts
 

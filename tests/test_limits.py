@@ -11,8 +11,8 @@ import pytest
 from asgi_lifespan import LifespanManager
 from conftest import Api
 
-from graph.app import create_app
 from graph.errors import MASKED_MESSAGE
+from graph.http.app import create_app
 from graph.settings import Settings
 
 CONTACTS = "{ contacts { totalCount } }"
@@ -155,7 +155,7 @@ async def test_failures_outside_graphql_are_masked_too(served, keys, monkeypatch
     async def broken(database, raw_key):
         raise RuntimeError("no route to mongodb://admin:hunter2@db.internal:27017")
 
-    monkeypatch.setattr("graph.auth.find_key", broken)
+    monkeypatch.setattr("graph.http.auth.find_key", broken)
     assert resolvers.shops.find_key is not broken
     transport = httpx.ASGITransport(app=served.asgi, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

@@ -18,8 +18,8 @@ from asgi_lifespan import LifespanManager
 from bson import ObjectId
 from conftest import OTHER_SHOP, SHOP, Api
 
-from graph.app import create_app
 from graph.embedded import free_port
+from graph.http.app import create_app
 from graph.settings import Settings
 from graph.types.node import decode_id, encode_id
 from resolvers import messages, outbox

@@ -11,8 +11,8 @@ from bson import ObjectId
 from conftest import SHOP
 from test_orders import CANCEL, RECORD, kinds, order_input
 
+from graph.http.webhooks import sign
 from graph.types.node import encode_id
-from graph.webhooks import sign
 from resolvers import orders as order_rules
 
 STATS = "orderCount totalSpent { amount } kind"

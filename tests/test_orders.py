@@ -9,7 +9,7 @@ from decimal import Decimal
 from bson import Decimal128, ObjectId
 from conftest import OTHER_SHOP, SHOP, Api
 
-from graph.seed import seed_shop
+from graph.cli.seed import seed_shop
 from graph.types.node import decode_id, encode_id
 from resolvers import activity
 from resolvers.contacts import new_contact

@@ -16,8 +16,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import AutoReconnect, OperationFailure
 from starlette.applications import Starlette
 
-from graph.app import create_app
 from graph.embedded import free_port
+from graph.http.app import create_app
 from graph.settings import Settings
 from graph.types.node import decode_id, encode_id
 from loaders.activity_feed import ActivityFeed

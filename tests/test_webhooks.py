@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 from conftest import OTHER_SHOP, SHOP
 
-from graph.webhooks import sign
+from graph.http.webhooks import sign
 from resolvers.shops import rotate_webhook_secret
 
 URL = f"/webhooks/orders?shop={SHOP}"

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from graph import csv_commands
+from graph.cli import csv_commands
 from graph.embedded import EmbeddedServer, database_uri, forget_running, record_running
 from graph.settings import Settings, SettingsError
 from loaders.mongo import Database, connect, ensure_indexes
@@ -82,7 +82,7 @@ def serve(settings: Settings, workers: int) -> int:
         os.environ["MONGODB_URI"] = settings.mongodb_uri or ""
         os.environ["CONTACTGRAPH_DATABASE"] = settings.database
         config = uvicorn.Config(
-            "graph.app:app_from_env",
+            "graph.http.app:app_from_env",
             factory=True,
             host=settings.host,
             port=settings.port,
@@ -187,7 +187,7 @@ def shops_webhook_secret(settings: Settings, shop: str, rotate: bool) -> int:
 
 
 def seed(settings: Settings, shop: str, contacts: int, orders_per_contact: int) -> int:
-    from graph.seed import seed_shop
+    from graph.cli.seed import seed_shop
 
     async def work(database: Database) -> Any:
         return await seed_shop(database, shop, contacts, orders_per_contact)

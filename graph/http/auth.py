@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
+from starlette.requests import Request
+from starlette.websockets import WebSocket
+
+from graph.http.responses import JSONBody, problem
 from loaders.mongo import Database
 from resolvers.shops import ApiKey, Shop, find_key
 
@@ -46,3 +51,23 @@ class KeyCache:
 
     def forget(self) -> None:
         self._entries.clear()
+
+
+async def authenticate(request: Request) -> Any:
+    token = bearer_token(request.headers.get("authorization"))
+    if token is None:
+        return None
+    return await authenticate_token(request, token)
+
+
+async def authenticate_token(request: Request | WebSocket, token: str) -> Any:
+    cache: KeyCache = request.app.state.key_cache
+    return await cache.lookup(request.app.state.database, token)
+
+
+def unauthorized() -> JSONBody:
+    response = problem(
+        401, "A valid API key is required: Authorization: Bearer <key>.", "UNAUTHENTICATED"
+    )
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response

@@ -71,7 +71,7 @@ def run(settings: Settings, args: argparse.Namespace, with_database: WithDatabas
 def export_file(
     settings: Settings, args: argparse.Namespace, with_database: WithDatabase[int]
 ) -> int:
-    from graph.csv_export import ExportError, ExportRequest, csv_pieces, export_match
+    from graph.http.exports import ExportError, ExportRequest, csv_pieces, export_match
 
     request = ExportRequest(
         ids=[i.strip() for i in (args.ids or "").split(",") if i.strip()],

@@ -21,6 +21,8 @@ from bson import ObjectId
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from graph.http.auth import authenticate, unauthorized
+from graph.http.responses import problem
 from graph.permissions import READ
 from graph.types.node import decode_id
 from graph.types.segment import segment_ref
@@ -159,28 +161,19 @@ async def csv_pieces(
         yield csv_text(contact_row(doc, currency) for doc in batch), len(batch)
 
 
-def _problem(status: int, message: str, code: str) -> Response:
-    from graph.app import problem
-
-    return problem(status, message, code)
-
-
 async def export_contacts(request: Request) -> Response:
-    # graph.app imports this module for its routes, so its helpers are imported here, late.
-    from graph.app import authenticate, unauthorized
-
     found = await authenticate(request)
     if found is None:
         return unauthorized()
     key, shop = found
     if key.role not in READ:
-        return _problem(403, f"A {key.role.value} key may not export contacts.", "FORBIDDEN")
+        return problem(403, f"A {key.role.value} key may not export contacts.", "FORBIDDEN")
     database: Database = request.app.state.database
     try:
         export = request_from_params(request.query_params)
         match = await export_match(database, shop.id, export)
     except ExportError as err:
-        return _problem(err.status, err.message, err.code)
+        return problem(err.status, err.message, err.code)
     return StreamingResponse(
         _encoded(csv_pieces(database, match, export, shop.currency)),
         media_type="text/csv; charset=utf-8",

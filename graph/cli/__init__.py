@@ -1,0 +1,1 @@
+"""The `contactgraph` command line: one module per group of commands."""

@@ -1,0 +1,1 @@
+"""The HTTP layer: the Starlette app, auth, the GraphQL view, webhooks, unsubscribe, exports."""

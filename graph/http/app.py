@@ -1,0 +1,111 @@
+"""The Starlette application: routes, middleware and the MongoDB client's lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+
+from graph.errors import MASKED_MESSAGE
+from graph.http.auth import KeyCache
+from graph.http.body_limit import BodyLimit
+from graph.http.exports import export_contacts
+from graph.http.graphql_view import ContactgraphGraphQL, GraphQLEndpoint
+from graph.http.responses import problem
+from graph.http.unsubscribe import unsubscribe_endpoint
+from graph.http.webhooks import order_webhook
+from graph.schema import build_schema
+from graph.settings import Settings
+from loaders.activity_feed import ActivityFeed
+from loaders.mongo import Database, connect, ensure_indexes
+from resolvers.outbox import Outbox, RetryPolicy, SmtpServer
+
+log = logging.getLogger("contactgraph")
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    # Outside GraphQL execution (e.g. the key look-up while MongoDB is away).
+    # Starlette re-raises after this answer so the server logs the traceback;
+    # the client learns nothing of it.
+    return problem(500, MASKED_MESSAGE, "INTERNAL_SERVER_ERROR")
+
+
+async def healthz(request: Request) -> Response:
+    database: Database = request.app.state.database
+    try:
+        await asyncio.wait_for(database.db.command("ping"), timeout=2)
+    except Exception as err:  # any failure to answer means "not healthy"
+        log.warning("health check failed: %s", err)
+        return JSONResponse(
+            {"status": "unavailable", "reason": "MongoDB is not reachable."}, status_code=503
+        )
+    return JSONResponse({"status": "ok"})
+
+
+def _outbox(database: Database, settings: Settings) -> Outbox:
+    policy = RetryPolicy(
+        first_delay=settings.outbox_retry_first_seconds,
+        max_delay=settings.outbox_retry_max_seconds,
+        give_up_after=settings.outbox_give_up_hours * 3600,
+    )
+    server = SmtpServer.from_url(settings.smtp_url or "")
+    return Outbox(database, server, settings.mail_from, policy, settings.outbox_poll_seconds)
+
+
+def create_app(settings: Settings) -> Starlette:
+    if not settings.mongodb_uri:
+        raise ValueError(
+            "create_app needs settings.mongodb_uri (the CLI starts the embedded server)"
+        )
+    schema = build_schema(settings)
+    view = ContactgraphGraphQL(schema, settings)
+    endpoint = GraphQLEndpoint(view)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        client = connect(settings.mongodb_uri or "", serverSelectionTimeoutMS=5000)
+        database = Database(client[settings.database])
+        await ensure_indexes(database)
+        app.state.database = database
+        app.state.settings = settings
+        app.state.key_cache = KeyCache(settings.key_cache_seconds)
+        app.state.activity_feed = ActivityFeed(database)
+        # Without SMTP_URL messages stay QUEUED: nothing delivers them.
+        app.state.outbox = _outbox(database, settings) if settings.smtp_url else None
+        if app.state.outbox is not None:
+            app.state.outbox.start()
+        try:
+            yield
+        finally:
+            if app.state.outbox is not None:
+                await app.state.outbox.stop()
+            await app.state.activity_feed.close()
+            await client.close()
+
+    routes = [
+        Route("/graphql", endpoint, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", endpoint),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/unsubscribe/{token}", unsubscribe_endpoint, methods=["GET", "POST"]),
+        Route("/exports/contacts.csv", export_contacts, methods=["GET"]),
+        Route("/webhooks/orders", order_webhook(schema, settings), methods=["POST"]),
+    ]
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={Exception: internal_error}
+    )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def app_from_env() -> Starlette:
+    """The app as uvicorn's workers build it: settings from the environment."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return create_app(Settings.from_env())

@@ -1,0 +1,147 @@
+"""Strawberry's view with our context, error format, key handling and transport answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from cross_web import HTTPException  # what Strawberry's views raise for transport problems
+from graphql import ExecutionResult
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types.unset import UNSET
+
+from graph.context import Context
+from graph.errors import format_error
+from graph.http.auth import authenticate, authenticate_token, bearer_token, unauthorized
+from graph.http.responses import JSONBody, problem
+from graph.settings import Settings
+from loaders.container import Loaders
+from loaders.mongo import Database
+
+
+@dataclass
+class SocketContext(Context):
+    """A WebSocket's context: the key arrives later, in the connection_init payload."""
+
+    connection_params: dict[str, Any] = field(default_factory=dict)
+
+
+def _socket_token(params: dict[str, Any]) -> str | None:
+    """The key from `{"authorization": "Bearer <key>"}` (any letter case), or `{"apiKey": "<key>"}`."""
+    for name, value in params.items():
+        if isinstance(value, str) and name.lower() == "authorization":
+            return bearer_token(value)
+    key = params.get("apiKey")
+    return bearer_token(f"Bearer {key}") if isinstance(key, str) else None
+
+
+class ContactgraphGraphQL(GraphQL):
+    """Strawberry's ASGI view with our context, error format and a faster JSON encoder."""
+
+    def __init__(self, schema: Any, settings: Settings) -> None:
+        super().__init__(schema, graphql_ide="graphiql")
+        self.settings = settings
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:  # type: ignore[override]
+        database: Database = request.app.state.database
+        if isinstance(request, WebSocket):
+            # Filled in by on_ws_connect; nothing executes before it accepts.
+            return SocketContext(request, response, database, self.settings, None, None, None)  # type: ignore[arg-type]
+        key, shop = request.state.auth
+        return Context(
+            request=request,
+            response=response,
+            database=database,
+            settings=self.settings,
+            key=key,
+            shop=shop,
+            loaders=Loaders(database, shop.id),
+        )
+
+    async def on_ws_connect(self, context: Context) -> Any:  # type: ignore[override]
+        """Authenticates a WebSocket by the key in its connection_init payload (close 4403 if bad)."""
+        params = getattr(context, "connection_params", None) or {}
+        token = _socket_token(params) if isinstance(params, dict) else None
+        request = context.request
+        found = await authenticate_token(request, token) if token else None
+        if found is None:
+            raise ConnectionRejectionError(
+                {"message": "A valid API key is required in the connection_init payload."}
+            )
+        request.state.auth = found
+        context.key, context.shop = found
+        context.loaders = Loaders(context.database, context.shop.id)
+        return UNSET  # acknowledged, without a payload
+
+    async def process_result(  # type: ignore[override]
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        data: GraphQLHTTPResponse = {"data": result.data}
+        if result.errors:
+            data["errors"] = [format_error(e) for e in result.errors]
+        if result.extensions:
+            data["extensions"] = result.extensions
+        return data
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        # Strawberry answers transport problems (a body that is not JSON, no
+        # query, a mutation over GET) in plain text; clients get JSON with a code.
+        request = Request(scope, receive)
+        try:
+            response: Response = await self.run(request)
+        except HTTPException as err:
+            response = transport_problem(request, err.status_code, err.reason)
+        await response(scope, receive, send)
+
+
+def transport_problem(request: Request, status: int, reason: str) -> JSONBody:
+    get_mutation = reason.lower().startswith("mutations are not allowed")
+    if request.method == "GET" and status == 400 and get_mutation:
+        # GraphQL over HTTP: a mutation over GET is 405, so no cache or crawler ever repeats one.
+        response = problem(405, "Mutations must be sent with POST.", "METHOD_NOT_ALLOWED")
+        response.headers["Allow"] = "POST"
+        return response
+    return problem(status, reason, "BAD_REQUEST" if status == 400 else f"HTTP_{status}")
+
+
+def _wants_ide(request: Request) -> bool:
+    return (
+        request.method == "GET"
+        and "query" not in request.query_params
+        and "text/html" in request.headers.get("accept", "")
+    )
+
+
+class GraphQLEndpoint:
+    """Authenticates HTTP requests before the GraphQL view sees them (401 as plain HTTP)."""
+
+    def __init__(self, view: ContactgraphGraphQL) -> None:
+        self.view = view
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            request = Request(scope, receive)
+            if _wants_ide(request):
+                # The page needs no key and builds no GraphQL context.
+                page = await self.view.render_graphql_ide(request)
+                await page(scope, receive, send)
+                return
+            found = await authenticate(request)
+            if found is None:
+                await unauthorized()(scope, receive, send)
+                return
+            request.state.auth = found
+        await self.view(scope, receive, send)
