@@ -82,7 +82,10 @@ class Socket:
         await self.connection.send(json.dumps(message))
 
     async def receive(self, within: float = WAIT) -> dict:
-        return json.loads(await asyncio.wait_for(self.connection.recv(), within))
+        frame = await asyncio.wait_for(self.connection.recv(), within)
+        # graphql-transport-ws allows text frames only; standard clients reject binary ones.
+        assert isinstance(frame, str), f"binary frame: {frame!r}"
+        return json.loads(frame)
 
     async def subscribe(self, gid: str, op: str = "1") -> None:
         await self.send(

@@ -90,8 +90,10 @@ class ContactgraphGraphQL(GraphQL):
             data["extensions"] = result.extensions
         return data
 
-    def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
+    def encode_json(self, data: object) -> str:
+        # A str, not bytes: Strawberry sends bytes as binary WebSocket frames,
+        # which graphql-transport-ws forbids and every standard client rejects.
+        return orjson.dumps(data).decode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
