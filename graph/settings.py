@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 class SettingsError(ValueError):
@@ -24,6 +25,42 @@ def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> i
     return value
 
 
+def _origins(env: dict[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated origins as browsers send them (`https://admin.example.com`), or `*`."""
+    origins: list[str] = []
+    for raw in (env.get(name) or "").split(","):
+        value = raw.strip()
+        if not value:
+            continue
+        if value == "*":
+            origins.append(value)
+            continue
+        try:
+            parts = urlsplit(value)
+            port = parts.port
+        except ValueError:
+            raise SettingsError(f"{name}: {value!r} is not an origin") from None
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+            or parts.username
+        ):
+            raise SettingsError(
+                f"{name}: {value!r} is not an origin (scheme://host[:port], e.g. https://admin.example.com)"
+            )
+        # As browsers send it: lower case, no trailing slash, no default port.
+        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        if port is not None and port != (443 if parts.scheme == "https" else 80):
+            host = f"{host}:{port}"
+        origin = f"{parts.scheme}://{host}"
+        if origin not in origins:
+            origins.append(origin)
+    return tuple(origins)
+
+
 @dataclass(frozen=True)
 class Settings:
     mongodb_uri: str | None = None
@@ -40,6 +77,10 @@ class Settings:
     max_tokens: int = 5_000
     form_rate_per_minute: int = 10
     key_cache_seconds: int = 5
+    # Browser apps on these origins may call the API (CORS); empty: none may.
+    cors_origins: tuple[str, ...] = ()
+    # Operations in one batched request (a JSON array body).
+    max_batch: int = 10
     # The outbox (SMTP delivery): how often it looks for due messages, the
     # first retry delay (doubling up to the maximum), and when it gives up.
     outbox_poll_seconds: float = 5.0
@@ -61,6 +102,8 @@ class Settings:
             "public_url": (env.get("CONTACTGRAPH_PUBLIC_URL") or "").rstrip("/") or None,
             "form_rate_per_minute": _int(env, "CONTACTGRAPH_FORM_RATE", 10, 1, 100_000),
             "key_cache_seconds": _int(env, "CONTACTGRAPH_KEY_CACHE_SECONDS", 5, 0, 3600),
+            "cors_origins": _origins(env, "CONTACTGRAPH_CORS_ORIGINS"),
+            "max_batch": _int(env, "CONTACTGRAPH_MAX_BATCH", 10, 1, 100),
         }
         if values["smtp_url"] and not str(values["smtp_url"]).startswith(("smtp://", "smtps://")):
             raise SettingsError("SMTP_URL must start with smtp:// or smtps://")
