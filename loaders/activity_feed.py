@@ -47,6 +47,9 @@ HISTORY_LOST = frozenset({286, 260, 280})
 # Failures in a row after which the token itself is taken to be the problem.
 MAX_RESUMES = 5
 _END: Doc = {}
+# Before a stream replaces an invalidated one: a collection dropped again
+# and again must not make the feed spin.
+INVALIDATED_PAUSE_SECONDS = 0.5
 
 
 def _written_entries(change: Doc) -> list[Doc]:
@@ -194,13 +197,27 @@ class ActivityFeed:
                     resume_token = stream.resume_token or resume_token
                     self._ready.set()
                     failures = 0
-                    while True:
+                    # Not `while True`: an invalidated stream (contacts dropped
+                    # or renamed, e.g. by `mongorestore --drop`, or the database
+                    # dropped) is dead, and `try_next` then answers None at once
+                    # without any I/O, so such a loop would never yield and
+                    # would starve every other request of the process.
+                    while stream.alive:
                         change = await stream.try_next()
                         if change is not None:
                             self._dispatch(change)
                         # After the dispatch: a change is passed on before it
                         # counts as seen (listeners drop repeats).
                         resume_token = stream.resume_token or resume_token
+                # Invalidated: an invalidate token cannot be resumed after, and
+                # whatever follows is another collection's history. Every
+                # subscription ends (clients subscribe again and reread) and
+                # the stream starts afresh from now.
+                self._ready.clear()
+                log.warning("activity change stream invalidated; subscriptions end, reopening")
+                resume_token = None
+                self._end_all()
+                await asyncio.sleep(INVALIDATED_PAUSE_SECONDS)
             except PyMongoError as error:
                 failures += 1
                 self._ready.clear()  # new subscribers wait for the stream to be back

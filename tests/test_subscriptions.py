@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -324,3 +325,37 @@ async def test_a_broken_stream_resumes_and_delivers_what_was_written(database, m
             assert entry["_id"] == note["_id"] and entry["text"] == "written as it broke"
     finally:
         await feed.close()
+
+
+async def test_a_renamed_collection_ends_subscriptions_and_the_process_keeps_answering(
+    served, http, database
+):
+    # Renaming or dropping `contacts` (mongorestore --drop does) invalidates
+    # the change stream for good. The process must go on answering, and the
+    # subscriptions end so that clients subscribe again.
+    feed: ActivityFeed = served.app.state.activity_feed
+    doc = new_contact(SHOP, "moved@example.com", "moved@example.com", "LEAD", {}, now())
+    await database.contacts.insert_one(doc)
+
+    async def drain(entries):
+        return [entry async for entry in entries]
+
+    # A feed that spins blocks the event loop, and this test's own timeouts
+    # with it: the watchdog thread ends the run instead of letting it hang.
+    faulthandler.dump_traceback_later(60, exit=True)
+    try:
+        async with feed.listen(SHOP, doc["_id"]) as entries:
+            await database.contacts.rename("contacts_moved_away")
+            try:
+                assert await asyncio.wait_for(drain(entries), WAIT) == []
+                health = await asyncio.wait_for(http.get("/healthz"), 5)
+                assert health.status_code == 200 and health.json() == {"status": "ok"}
+            finally:
+                await database.db["contacts_moved_away"].rename("contacts")
+        # A new subscription gets a working stream again.
+        async with feed.listen(SHOP, doc["_id"]) as entries:
+            note, _ = await add_note(database, SHOP, doc["_id"], "after the restore", "A")
+            entry = await asyncio.wait_for(anext(entries), WAIT)
+            assert entry["_id"] == note["_id"]
+    finally:
+        faulthandler.cancel_dump_traceback_later()
