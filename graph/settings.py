@@ -81,6 +81,11 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     # Operations in one batched request (a JSON array body).
     max_batch: int = 10
+    # Query cost (graph/cost.py): the most one operation may cost, and each
+    # key's budget, a bucket of points restoring so many per second.
+    cost_limit: int = 1_000
+    throttle_bucket: int = 2_000
+    throttle_restore: int = 100
     # The outbox (SMTP delivery): how often it looks for due messages, the
     # first retry delay (doubling up to the maximum), and when it gives up.
     outbox_poll_seconds: float = 5.0
@@ -104,7 +109,16 @@ class Settings:
             "key_cache_seconds": _int(env, "CONTACTGRAPH_KEY_CACHE_SECONDS", 5, 0, 3600),
             "cors_origins": _origins(env, "CONTACTGRAPH_CORS_ORIGINS"),
             "max_batch": _int(env, "CONTACTGRAPH_MAX_BATCH", 10, 1, 100),
+            "cost_limit": _int(env, "CONTACTGRAPH_COST_LIMIT", 1_000, 1, 1_000_000),
+            "throttle_bucket": _int(env, "CONTACTGRAPH_THROTTLE_BUCKET", 2_000, 1, 100_000_000),
+            "throttle_restore": _int(env, "CONTACTGRAPH_THROTTLE_RESTORE", 100, 1, 100_000_000),
         }
+        if values["cost_limit"] > values["throttle_bucket"]:  # type: ignore[operator]
+            # An operation costing more than the whole bucket could never run.
+            raise SettingsError(
+                "CONTACTGRAPH_COST_LIMIT must not exceed CONTACTGRAPH_THROTTLE_BUCKET, "
+                f"got {values['cost_limit']} > {values['throttle_bucket']}"
+            )
         if values["smtp_url"] and not str(values["smtp_url"]).startswith(("smtp://", "smtps://")):
             raise SettingsError("SMTP_URL must start with smtp:// or smtps://")
         values["outbox_retry_max_seconds"] = float(
