@@ -22,6 +22,10 @@ class Context:
     key: ApiKey
     shop: Shop
     loaders: Loaders
+    # Whether operations spend the key's cost budget (graph/limits.py). The
+    # signed order webhook does not: its pseudo-key is one for every shop, and
+    # a shop's orders must never wait behind anything.
+    throttled: bool = True
 
     @property
     def shop_id(self) -> str:
