@@ -15,7 +15,8 @@ temporary data dir. When the test run itself has `MONGODB_URI`, the server uses
 that MongoDB with a database of its own, dropped when the server stops. Its
 `Admin key: ...` line is the key; the fixture waits for `GET /healthz` to answer
 200, and on the way out sends SIGTERM to the server's process group (SIGKILL
-after 20 s). For a server outside a fixture, use `running_server(data_dir)`.
+after 20 s, to the embedded database too). For a server outside a fixture, use
+`running_server(data_dir)`.
 
 Tests that need a client that is not Python (Node, a browser) call
 `missing_client(reason)` when it is absent: in CI (`CI=true`) that fails the
@@ -24,6 +25,7 @@ test, locally it skips with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import NamedTuple, NoReturn
 
 import httpx
+import psutil
 import pytest
 
 from graph.embedded import free_port
@@ -138,14 +141,21 @@ def _wait_ready(process: subprocess.Popen[str], output: _Output, url: str) -> st
 
 def _stop(process: subprocess.Popen[str]) -> None:
     try:
+        # The embedded database runs in a session of its own: note it now, to
+        # kill it too should the server not stop it.
+        descendants = psutil.Process(process.pid).children(recursive=True)
         os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
+    except (ProcessLookupError, psutil.NoSuchProcess):
+        process.wait()
         return
     try:
         process.wait(timeout=STOP_SECONDS)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+        for child in descendants:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
 
 
 def _drop_database(name: str) -> None:
@@ -172,7 +182,7 @@ def running_server(data_dir: Path) -> Iterator[RunningServer]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        # Its own process group, so the stop reaches the embedded database too.
+        # A process group of its own: the stop reaches uvicorn's workers too.
         start_new_session=True,
     )
     output = _Output(process)
