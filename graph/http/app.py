@@ -17,6 +17,7 @@ from graph.http.auth import KeyCache
 from graph.http.body_limit import BodyLimit
 from graph.http.exports import export_contacts
 from graph.http.graphql_view import ContactgraphGraphQL, GraphQLEndpoint
+from graph.http.playground import playground_asset
 from graph.http.responses import problem
 from graph.http.unsubscribe import unsubscribe_endpoint
 from graph.http.webhooks import order_webhook
@@ -92,6 +93,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/graphql", endpoint, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", endpoint),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/playground/{path:path}", playground_asset, methods=["GET"]),
         Route("/unsubscribe/{token}", unsubscribe_endpoint, methods=["GET", "POST"]),
         Route("/exports/contacts.csv", export_contacts, methods=["GET"]),
         Route("/webhooks/orders", order_webhook(schema, settings), methods=["POST"]),

@@ -20,6 +20,7 @@ from strawberry.types.unset import UNSET
 from graph.context import Context
 from graph.errors import format_error
 from graph.http.auth import authenticate, authenticate_token, bearer_token, unauthorized
+from graph.http.playground import playground_page
 from graph.http.responses import JSONBody, problem
 from graph.settings import Settings
 from loaders.container import Loaders
@@ -46,7 +47,8 @@ class ContactgraphGraphQL(GraphQL):
     """Strawberry's ASGI view with our context, error format and a faster JSON encoder."""
 
     def __init__(self, schema: Any, settings: Settings) -> None:
-        super().__init__(schema, graphql_ide="graphiql")
+        # Browsers get our own playground (graph/http/playground.py), never a CDN-loaded page.
+        super().__init__(schema, graphql_ide=None)
         self.settings = settings
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:  # type: ignore[override]
@@ -138,8 +140,7 @@ class GraphQLEndpoint:
             request = Request(scope, receive)
             if _wants_ide(request):
                 # The page needs no key and builds no GraphQL context.
-                page = await self.view.render_graphql_ide(request)
-                await page(scope, receive, send)
+                await playground_page()(scope, receive, send)
                 return
             found = await authenticate(request)
             if found is None:
