@@ -63,6 +63,11 @@ class Database:
     def rate_limits(self) -> AsyncCollection[Doc]:
         return self.db["rate_limits"]
 
+    @property
+    def migrations(self) -> AsyncCollection[Doc]:
+        """The data migrations already applied to this database, by name."""
+        return self.db["migrations"]
+
 
 COLLECTIONS = (
     "shops",
@@ -74,6 +79,7 @@ COLLECTIONS = (
     "messages",
     "activity_archive",
     "rate_limits",
+    "migrations",
 )
 
 # Sort fields of the contact list; each gets (shopId, field, _id) so a sorted

@@ -26,6 +26,20 @@ UNSET: Any = object()  # "not given", as opposed to None ("clear it")
 
 DETAIL_FIELDS = ("firstName", "lastName", "phone", "company", "shippingAddress", "billingAddress")
 
+# Fields kept by `$min` / `$max`: stored only once they have a value, never
+# as null. BSON orders null below every date, so `$min` against a stored
+# null keeps the null (a lead's first order would never set firstOrderAt).
+BOUND_FIELDS = ("firstOrderAt", "lastOrderAt", "activityArchivedAt")
+
+
+def set_or_unset(fields: dict[str, Any]) -> dict[str, Any]:
+    """`$set` for these fields, with `$unset` instead for bound fields that are None."""
+    gone = {name: "" for name in BOUND_FIELDS if name in fields and fields[name] is None}
+    update: dict[str, Any] = {"$set": {k: v for k, v in fields.items() if k not in gone}}
+    if gone:
+        update["$unset"] = gone
+    return update
+
 
 @dataclass
 class ContactDetails:
@@ -142,8 +156,7 @@ def new_contact(
         "consent": {"state": "NOT_SUBSCRIBED", "history": []},
         "orderCount": 0,
         "totalSpent": Decimal128("0"),
-        "firstOrderAt": None,
-        "lastOrderAt": None,
+        # No firstOrderAt / lastOrderAt until there is an order: see BOUND_FIELDS.
         "createdAt": at,
         "updatedAt": at,
         "rev": 0,

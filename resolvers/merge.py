@@ -30,7 +30,7 @@ from loaders.contacts import label_key
 from loaders.mongo import Database, Doc
 from resolvers import activity
 from resolvers.clock import now
-from resolvers.contacts import derived_fields
+from resolvers.contacts import derived_fields, set_or_unset
 from resolvers.errors import Problem, Refused
 from resolvers.orders import COUNTED
 
@@ -296,7 +296,8 @@ async def _write_target(database: Database, shop_id: str, plan: MergePlan, sessi
         )
     result = await database.contacts.update_one(
         {"shopId": shop_id, "_id": target_id},
-        {"$set": plan.set_fields, "$inc": {"rev": 1, "orderRev": 1}},
+        # Order times of contacts without counted orders go, never null (BOUND_FIELDS).
+        {**set_or_unset(plan.set_fields), "$inc": {"rev": 1, "orderRev": 1}},
         session=session,
     )
     if result.matched_count != 1:

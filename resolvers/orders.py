@@ -40,7 +40,7 @@ from loaders.orders import history_stages
 from resolvers import activity
 from resolvers.clock import now as utc_now
 from resolvers.consent import ConsentEvent, record_consent
-from resolvers.contacts import derived_fields, new_contact
+from resolvers.contacts import derived_fields, new_contact, set_or_unset
 from resolvers.errors import Field, Refused, not_found, refuse
 from resolvers.validation import NAME_MAX, Checker
 
@@ -961,7 +961,8 @@ async def _uncount(
         last = bounds[0]["last"] if bounds else None
         update = activity.merge_updates(
             _stats_update(order, -1),
-            {"$set": {"firstOrderAt": first, "lastOrderAt": last, "updatedAt": at}},
+            # No counted order left: the times go (never null, see BOUND_FIELDS).
+            set_or_unset({"firstOrderAt": first, "lastOrderAt": last, "updatedAt": at}),
             log,
         )
         contact = await database.contacts.find_one_and_update(
@@ -1136,10 +1137,14 @@ def _seed_statistics(orders: list[Doc]) -> Doc:
         "kind": "CUSTOMER",
         "orderCount": len(counted),
         "totalSpent": _d128(sum((o["total"].to_decimal() for o in counted), ZERO)),
-        "firstOrderAt": counted[0]["placedAt"] if counted else None,
-        "lastOrderAt": counted[-1]["placedAt"] if counted else None,
         "shipAt": shipped[-1]["placedAt"] if shipped else None,
         "orderRev": len(orders),
+        # Only with a counted order: never null (see BOUND_FIELDS).
+        **(
+            {"firstOrderAt": counted[0]["placedAt"], "lastOrderAt": counted[-1]["placedAt"]}
+            if counted
+            else {}
+        ),
     }
 
 

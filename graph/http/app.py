@@ -25,6 +25,7 @@ from graph.schema import build_schema
 from graph.settings import Settings
 from loaders.activity_feed import ActivityFeed
 from loaders.mongo import Database, connect, ensure_indexes
+from resolvers.migrations import run_migrations
 from resolvers.outbox import Outbox, RetryPolicy, SmtpServer
 
 log = logging.getLogger("contactgraph")
@@ -72,6 +73,8 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         client = connect(settings.mongodb_uri or "", serverSelectionTimeoutMS=5000)
         database = Database(client[settings.database])
+        # Data first: a migration may make the data fit a changed index.
+        await run_migrations(database)
         await ensure_indexes(database)
         app.state.database = database
         app.state.settings = settings

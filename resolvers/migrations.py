@@ -1,0 +1,137 @@
+"""Changes stored data needs once after an upgrade, run at startup and recorded when done.
+
+`run_migrations` applies, in order, every migration this database has not
+recorded in its `migrations` collection, and records each one that
+finished. Each migration is idempotent and safe while the API serves
+requests: a run cut short (the process stopped) is simply run again by the
+next start, and two workers starting at once both run it without harm.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bson import ObjectId
+
+from loaders.mongo import Database, Doc
+from loaders.orders import history_stages
+from resolvers.clock import now
+from resolvers.contacts import set_or_unset
+from resolvers.orders import COUNTED
+
+log = logging.getLogger("contactgraph")
+
+BATCH = 500
+# Passes over the contacts still to repair: one whose statistics keep
+# changing under the repair is left for the next run rather than held up.
+REPAIR_ATTEMPTS = 5
+
+
+async def repair_order_dates(database: Database) -> int:
+    """Contacts that stored null order times get the true ones; the number of contacts fixed.
+
+    Contacts used to be created with `firstOrderAt: null`, and `$min` keeps a
+    null (it is below every date in BSON order), so a lead that ordered, or
+    a customer who ordered again after all their counted orders were
+    canceled, never got a first order time. Now those times are absent until
+    there is an order. This derives them from the counted orders, or removes
+    the null where there are none. Each write is a compare-and-set on
+    `orderRev` (which every statistics write bumps), so an order landing
+    meanwhile is never overwritten: that contact is read again.
+    """
+    # No counted order: nothing to derive, the nulls just go. One write per
+    # document, each atomic, so a concurrent first order is never lost.
+    await database.contacts.update_many(
+        {"lastOrderAt": {"$type": "null"}}, {"$unset": {"lastOrderAt": ""}}
+    )
+    await database.contacts.update_many(
+        {"activityArchivedAt": {"$type": "null"}}, {"$unset": {"activityArchivedAt": ""}}
+    )
+    fixed = 0
+    for _ in range(REPAIR_ATTEMPTS):
+        missed = 0
+        batch: list[Doc] = []
+        # One pass over the affected contacts; a repaired one leaves the
+        # result set, one that changed under the repair waits for the next pass.
+        async for contact in database.contacts.find(
+            {"firstOrderAt": {"$type": "null"}}, {"shopId": 1, "orderRev": 1}, batch_size=BATCH
+        ):
+            batch.append(contact)
+            if len(batch) == BATCH:
+                done = await _repair_batch(database, batch)
+                fixed, missed, batch = fixed + done, missed + len(batch) - done, []
+        if batch:
+            done = await _repair_batch(database, batch)
+            fixed, missed = fixed + done, missed + len(batch) - done
+        if not missed:
+            break
+    return fixed
+
+
+async def _repair_batch(database: Database, contacts: list[Doc]) -> int:
+    by_shop: dict[str, list[Doc]] = defaultdict(list)
+    for contact in contacts:
+        by_shop[contact["shopId"]].append(contact)
+    fixed = 0
+    for shop_id, group in by_shop.items():
+        bounds: dict[ObjectId, Doc] = {
+            row["_id"]: row
+            async for row in await database.orders.aggregate(
+                [
+                    *history_stages(shop_id, [c["_id"] for c in group], COUNTED),
+                    {
+                        "$group": {
+                            "_id": "$contactId",
+                            "first": {"$min": "$placedAt"},
+                            "last": {"$max": "$placedAt"},
+                        }
+                    },
+                ]
+            )
+        }
+        for contact in group:
+            row = bounds.get(contact["_id"], {})
+            update = set_or_unset(
+                {"firstOrderAt": row.get("first"), "lastOrderAt": row.get("last")}
+            )
+            if not update["$set"]:
+                del update["$set"]
+            result = await database.contacts.update_one(
+                {
+                    "_id": contact["_id"],
+                    "shopId": shop_id,
+                    "orderRev": contact.get("orderRev"),  # None also matches a missing field
+                    "firstOrderAt": {"$type": "null"},
+                },
+                update,
+            )
+            fixed += result.modified_count
+    return fixed
+
+
+Migration = Callable[[Database], Awaitable[Any]]
+
+# In the order they must run; a name, once released, never changes meaning.
+MIGRATIONS: list[tuple[str, Migration]] = [
+    ("order-dates-never-null", repair_order_dates),
+]
+
+
+async def run_migrations(database: Database) -> list[str]:
+    """Apply the migrations this database has not recorded yet; the names of those run."""
+    done = {doc["_id"] async for doc in database.migrations.find({}, {"_id": 1})}
+    ran = []
+    for name, migration in MIGRATIONS:
+        if name in done:
+            continue
+        log.info("data migration %s: running", name)
+        result = await migration(database)
+        await database.migrations.update_one(
+            {"_id": name}, {"$set": {"doneAt": now(), "result": result}}, upsert=True
+        )
+        log.info("data migration %s: done (%s)", name, result)
+        ran.append(name)
+    return ran
