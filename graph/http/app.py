@@ -15,6 +15,7 @@ from starlette.routing import Route, WebSocketRoute
 from graph.errors import MASKED_MESSAGE
 from graph.http.auth import KeyCache
 from graph.http.body_limit import BodyLimit
+from graph.http.cors import BrowserOrigins
 from graph.http.exports import export_contacts
 from graph.http.graphql_view import ContactgraphGraphQL, GraphQLEndpoint
 from graph.http.playground import playground_asset
@@ -105,6 +106,9 @@ def create_app(settings: Settings) -> Starlette:
         routes=routes, lifespan=lifespan, exception_handlers={Exception: internal_error}
     )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        # Outermost, so refusals (401, 413) reach the browser app readable too.
+        app.add_middleware(BrowserOrigins, origins=settings.cors_origins)
     return app
 
 

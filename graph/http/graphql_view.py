@@ -6,22 +6,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from cross_web import HTTPException  # what Strawberry's views raise for transport problems
 from graphql import ExecutionResult
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.http.websocket_origin import normalize_allowed_origins
 from strawberry.types.unset import UNSET
 
 from graph.context import Context
 from graph.errors import format_error
 from graph.http.auth import authenticate, authenticate_token, bearer_token, unauthorized
+from graph.http.graphql_http import GraphQLOverHTTP
 from graph.http.playground import playground_page
-from graph.http.responses import JSONBody, problem
 from graph.settings import Settings
 from loaders.container import Loaders
 from loaders.mongo import Database
@@ -50,6 +49,9 @@ class ContactgraphGraphQL(GraphQL):
         # Browsers get our own playground (graph/http/playground.py), never a CDN-loaded page.
         super().__init__(schema, graphql_ide=None)
         self.settings = settings
+        # Pages on the CORS origins may open subscriptions too.
+        self.allowed_origins = normalize_allowed_origins(settings.cors_origins)
+        self.http = GraphQLOverHTTP(schema, self.get_context, settings.max_batch)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:  # type: ignore[override]
         database: Database = request.app.state.database
@@ -101,24 +103,10 @@ class ContactgraphGraphQL(GraphQL):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        # Strawberry answers transport problems (a body that is not JSON, no
-        # query, a mutation over GET) in plain text; clients get JSON with a code.
-        request = Request(scope, receive)
-        try:
-            response: Response = await self.run(request)
-        except HTTPException as err:
-            response = transport_problem(request, err.status_code, err.reason)
+        # HTTP is answered by graph/http/graphql_http.py (GraphQL over HTTP,
+        # persisted queries, batches); Strawberry serves the WebSocket.
+        response = await self.http.answer(Request(scope, receive))
         await response(scope, receive, send)
-
-
-def transport_problem(request: Request, status: int, reason: str) -> JSONBody:
-    get_mutation = reason.lower().startswith("mutations are not allowed")
-    if request.method == "GET" and status == 400 and get_mutation:
-        # GraphQL over HTTP: a mutation over GET is 405, so no cache or crawler ever repeats one.
-        response = problem(405, "Mutations must be sent with POST.", "METHOD_NOT_ALLOWED")
-        response.headers["Allow"] = "POST"
-        return response
-    return problem(status, reason, "BAD_REQUEST" if status == 400 else f"HTTP_{status}")
 
 
 def _wants_ide(request: Request) -> bool:
