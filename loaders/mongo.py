@@ -68,6 +68,10 @@ class Database:
         """The data migrations already applied to this database, by name."""
         return self.db["migrations"]
 
+    @property
+    def webhook_receipts(self) -> AsyncCollection[Doc]:
+        return self.db["webhook_receipts"]
+
 
 COLLECTIONS = (
     "shops",
@@ -80,6 +84,7 @@ COLLECTIONS = (
     "activity_archive",
     "rate_limits",
     "migrations",
+    "webhook_receipts",
 )
 
 # Sort fields of the contact list; each gets (shopId, field, _id) so a sorted
@@ -156,6 +161,11 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     "rate_limits": [
         IndexModel([("shopId", ASCENDING), ("key", ASCENDING), ("window", ASCENDING)], unique=True),
+        IndexModel([("expiresAt", ASCENDING)], expireAfterSeconds=0),
+    ],
+    # Order webhook deliveries by their webhook-id: one claim per id, gone after its expiresAt.
+    "webhook_receipts": [
+        IndexModel([("shopId", ASCENDING), ("webhookId", ASCENDING)], unique=True),
         IndexModel([("expiresAt", ASCENDING)], expireAfterSeconds=0),
     ],
 }

@@ -112,6 +112,7 @@ class OrderData:
     billing_address: Mapping[str, Any] | None = None
     accepts_marketing: bool | None = None
     has_account: bool | None = None
+    updated_at: dt.datetime | None = None  # when the shop last changed the order
 
 
 @dataclass
@@ -159,6 +160,7 @@ class CheckedOrder:
     accepts_marketing: bool
     has_account: bool | None
     given: dict[str, Any] = field(default_factory=dict)
+    updated_at: dt.datetime | None = None
 
 
 def _currency(check: Checker, path: Field, value: str | None, *, required: bool) -> str | None:
@@ -269,6 +271,9 @@ def check_order(data: OrderData, at: dt.datetime | None = None) -> CheckedOrder:
     placed_at = data.placed_at or at
     if placed_at > at + FUTURE_TOLERANCE:
         check.add((*p, "placedAt"), "An order cannot be placed in the future.", "INVALID")
+    # A time far ahead would hold back every later report of the order.
+    if data.updated_at is not None and data.updated_at > at + FUTURE_TOLERANCE:
+        check.add((*p, "updatedAt"), "An order cannot be changed in the future.", "INVALID")
     currency = _currency(check, (*p, "currencyCode"), data.currency_code, required=True)
     amounts = _amounts(check, p, currency, data.line_items, data.shipping, data.tax, data.discount)
     total_given = check.money((*p, "total"), data.total)
@@ -303,6 +308,7 @@ def check_order(data: OrderData, at: dt.datetime | None = None) -> CheckedOrder:
         billing_address=billing_address,
         accepts_marketing=data.accepts_marketing is True,
         has_account=data.has_account,
+        updated_at=data.updated_at,
     )
 
 
@@ -351,6 +357,8 @@ def order_doc(shop_id: str, checked: CheckedOrder, contact_id: ObjectId, at: dt.
         "billingAddress": checked.billing_address,
         "acceptsMarketing": checked.accepts_marketing,
         "hasAccount": checked.has_account,
+        # The shop's own time of the report applied last: older reports change nothing.
+        "shopUpdatedAt": checked.updated_at,
     }
 
 
@@ -651,7 +659,12 @@ async def _replay(
     if repaired is not None:
         known = repaired
     order, contact = await change_order(
-        database, shop_id, existing, status=checked.status, refunded=checked.refunded
+        database,
+        shop_id,
+        existing,
+        status=checked.status,
+        refunded=checked.refunded,
+        reported_at=checked.updated_at,
     )
     if contact is None and known is not None and known["_id"] == order.get("contactId"):
         contact = known  # read by email just before: unchanged by a replay that changed nothing
@@ -699,6 +712,7 @@ def _checked_from_order(order: Doc) -> CheckedOrder:
         billing_address=order.get("billingAddress"),
         accepts_marketing=bool(order.get("acceptsMarketing")),
         has_account=order.get("hasAccount"),
+        updated_at=order.get("shopUpdatedAt"),
     )
 
 
@@ -857,14 +871,23 @@ async def change_order(
     status: str | None = None,
     refunded: Decimal | None = None,
     author: str | None = None,
+    reported_at: dt.datetime | None = None,
 ) -> tuple[Doc, Doc | None]:
     """Move an order to a new status and/or refunded amount; the contact follows.
 
     The order changes with a compare-and-set on what was read, so of two
     concurrent changes each applies its own step exactly once. Returns the
     order as it now is and the contact when it changed.
+
+    `reported_at` is the shop's updatedAt of the report: one older than the
+    report applied last changes nothing, decided in the write's filter so a
+    newer report landing meanwhile is never undone. A report without it
+    applies as before and leaves the stored time alone.
     """
     for _ in range(MAX_ATTEMPTS):
+        applied_at = order.get("shopUpdatedAt")
+        if reported_at is not None and applied_at is not None and reported_at < applied_at:
+            return order, None
         sets: Doc = {}
         # Canceled is final, as on the shop platforms: a later report (a
         # webhook replayed with its original status) never reopens the order.
@@ -872,17 +895,21 @@ async def change_order(
             sets["status"] = status
         if refunded is not None and refunded != order["refunded"].to_decimal():
             sets["refunded"] = _d128(refunded)
-        if not sets:
+        newer = reported_at is not None and (applied_at is None or reported_at > applied_at)
+        if not sets and not newer:
             return order, None
-        sets["updatedAt"] = utc_now()
+        expected: Doc = {"status": order["status"], "refunded": order["refunded"]}
+        update: Doc = {}
+        if sets:
+            sets["updatedAt"] = utc_now()
+            update["$set"] = sets
+        if reported_at is not None:
+            # Missing and null match too: an order first reported without a time.
+            expected["shopUpdatedAt"] = {"$not": {"$gt": reported_at}}
+            update["$max"] = {"shopUpdatedAt": reported_at}
         changed = await database.orders.find_one_and_update(
-            {
-                "shopId": shop_id,
-                "_id": order["_id"],
-                "status": order["status"],
-                "refunded": order["refunded"],
-            },
-            {"$set": sets},
+            {"shopId": shop_id, "_id": order["_id"], **expected},
+            update,
             return_document=ReturnDocument.AFTER,
         )
         if changed is not None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import datetime as dt
 import hashlib
 import re
 import secrets
@@ -24,6 +27,50 @@ class Role(StrEnum):
     INGEST = "INGEST"
     PUBLIC = "PUBLIC"
 
+    @property
+    def a_key(self) -> str:
+        """The role's key with its article, which follows the first sound: "An INGEST key"."""
+        return f"{'An' if self.value[0] in 'AEIOU' else 'A'} {self.value} key"
+
+
+# Standard Webhooks secrets: "whsec_" and the base64 of 24-64 random bytes (we make 32).
+WEBHOOK_SECRET_PREFIX = "whsec_"
+WEBHOOK_SECRET_BYTES = 32
+# After a rotation the previous secret keeps verifying this long, so the shop
+# can switch its sender over without losing a delivery.
+WEBHOOK_SECRET_OVERLAP = dt.timedelta(hours=24)
+
+
+def new_webhook_secret() -> str:
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(
+        secrets.token_bytes(WEBHOOK_SECRET_BYTES)
+    ).decode("ascii")
+
+
+def webhook_secret_text(stored: str | None) -> str:
+    """The stored secret as shown to the shop: `whsec_<base64>`.
+
+    Shops made before Standard Webhooks hold a hex string that was used as
+    the HMAC key byte for byte; shown as the base64 of those same bytes, it
+    stays the very same key.
+    """
+    if not stored:
+        return ""
+    if stored.startswith(WEBHOOK_SECRET_PREFIX):
+        return stored
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(stored.encode()).decode("ascii")
+
+
+def webhook_secret_key(secret: str) -> bytes | None:
+    """The HMAC key a `whsec_` secret stands for; None when it is not one."""
+    if not secret.startswith(WEBHOOK_SECRET_PREFIX):
+        return None
+    try:
+        key = base64.b64decode(secret.removeprefix(WEBHOOK_SECRET_PREFIX), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return key or None
+
 
 @dataclass(frozen=True)
 class Shop:
@@ -31,6 +78,9 @@ class Shop:
     name: str
     currency: str | None
     webhook_secret: str
+    # The secret before the last rotation, and until when it still verifies.
+    previous_webhook_secret: str | None = None
+    previous_webhook_secret_until: dt.datetime | None = None
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Shop:
@@ -38,8 +88,18 @@ class Shop:
             id=doc["_id"],
             name=doc.get("name") or doc["_id"],
             currency=doc.get("currency"),
-            webhook_secret=doc.get("webhookSecret", ""),
+            webhook_secret=webhook_secret_text(doc.get("webhookSecret")),
+            previous_webhook_secret=webhook_secret_text(doc.get("previousWebhookSecret")) or None,
+            previous_webhook_secret_until=doc.get("previousWebhookSecretUntil"),
         )
+
+    def webhook_secrets(self, at: dt.datetime) -> list[str]:
+        """The secrets a delivery may be signed with at `at`: the current one, and the previous within its overlap."""
+        valid = [self.webhook_secret] if self.webhook_secret else []
+        until = self.previous_webhook_secret_until
+        if self.previous_webhook_secret and until is not None and at < until:
+            valid.append(self.previous_webhook_secret)
+        return valid
 
 
 @dataclass(frozen=True)
@@ -76,7 +136,7 @@ async def ensure_shop(
         "_id": shop_id,
         "name": name or shop_id,
         "currency": currency,
-        "webhookSecret": secrets.token_hex(32),
+        "webhookSecret": new_webhook_secret(),
         "labelCount": 0,
         "createdAt": now(),
     }
@@ -94,12 +154,39 @@ async def get_shop(database: Database, shop_id: str) -> Shop | None:
     return Shop.from_doc(doc) if doc else None
 
 
-async def rotate_webhook_secret(database: Database, shop_id: str) -> str:
-    secret = secrets.token_hex(32)
-    result = await database.shops.update_one({"_id": shop_id}, {"$set": {"webhookSecret": secret}})
+async def webhook_secret(database: Database, shop_id: str) -> str | None:
+    """The shop's current webhook secret as `whsec_<base64>`; None when there is no such shop."""
+    doc = await database.shops.find_one({"_id": shop_id}, {"webhookSecret": 1})
+    return webhook_secret_text(doc.get("webhookSecret")) if doc else None
+
+
+async def rotate_webhook_secret(
+    database: Database, shop_id: str, at: dt.datetime | None = None
+) -> tuple[str, dt.datetime]:
+    """A new webhook secret; (the secret, until when the one it replaces still verifies).
+
+    One write moves the current secret to `previousWebhookSecret`, so of two
+    rotations at once neither loses a secret the other handed out. Only one
+    previous secret is kept: rotating twice within the overlap ends the
+    first one's validity.
+    """
+    secret = new_webhook_secret()
+    until = (at or now()) + WEBHOOK_SECRET_OVERLAP
+    result = await database.shops.update_one(
+        {"_id": shop_id},
+        [
+            {
+                "$set": {
+                    "previousWebhookSecret": "$webhookSecret",
+                    "previousWebhookSecretUntil": until,
+                    "webhookSecret": secret,
+                }
+            }
+        ],
+    )
     if result.matched_count == 0:
         raise ShopError(f"No shop {shop_id!r}.")
-    return secret
+    return secret, until
 
 
 async def create_key(database: Database, shop_id: str, role: Role, name: str) -> tuple[ApiKey, str]:

@@ -10,10 +10,11 @@ import pytest
 from bson import ObjectId
 from conftest import SHOP
 from test_orders import CANCEL, RECORD, kinds, order_input
+from test_webhooks import signed
 
-from graph.http.webhooks import sign
 from graph.types.node import encode_id
 from resolvers import orders as order_rules
+from resolvers.shops import webhook_secret
 
 STATS = "orderCount totalSpent { amount } kind"
 
@@ -108,19 +109,24 @@ async def test_the_webhook_asks_to_resend_a_delivery_still_being_recorded(
     http, database, keys, crashing_landing, monkeypatch
 ):
     monkeypatch.setattr(order_rules, "LANDING_WAIT_SECONDS", 0.2)
-    secret = (await database.shops.find_one({"_id": SHOP}))["webhookSecret"]
+    secret = await webhook_secret(database, SHOP)
+    assert secret is not None
     body = orjson.dumps(order_input("W-9", "hook@example.com"))
-    headers = {"Content-Type": "application/json", "X-Contactgraph-Signature": sign(secret, body)}
-    first = await http.post(f"/webhooks/orders?shop={SHOP}", content=body, headers=headers)
+    url = f"/webhooks/orders?shop={SHOP}"
+    # Every attempt is one delivery: the same webhook-id, retried until it succeeds.
+    first = await http.post(url, content=body, headers=signed(secret, body, "msg_w9"))
     assert first.status_code == 500  # the recording died half-way
-    again = await http.post(f"/webhooks/orders?shop={SHOP}", content=body, headers=headers)
+    again = await http.post(url, content=body, headers=signed(secret, body, "msg_w9"))
     assert again.status_code == 503 and again.headers["Retry-After"] == "60"
     assert again.json()["errors"][0]["extensions"]["code"] == "TRY_AGAIN"
     # A minute later the shop sends it once more, and it counts.
     old = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=2)
     await database.orders.update_one({"externalId": "W-9"}, {"$set": {"createdAt": old}})
-    last = await http.post(f"/webhooks/orders?shop={SHOP}", content=body, headers=headers)
-    assert last.status_code == 200 and last.json()["contact"]["orderCount"] == 1
+    last = await http.post(url, content=body, headers=signed(secret, body, "msg_w9"))
+    assert last.status_code == 200 and last.json()["order"]["externalId"] == "W-9"
+    assert (await contact_of(database, "hook@example.com"))["orderCount"] == 1
+    receipt = await database.webhook_receipts.find_one({"webhookId": "msg_w9"})
+    assert receipt["state"] == "APPLIED"
 
 
 async def test_cancelling_an_order_never_counted_counts_nothing_twice(

@@ -25,6 +25,7 @@ from resolvers.shops import (
     list_keys,
     revoke_key,
     rotate_webhook_secret,
+    webhook_secret,
 )
 
 T = TypeVar("T")
@@ -172,11 +173,18 @@ def keys_revoke(settings: Settings, key_id: str) -> int:
 
 
 def shops_webhook_secret(settings: Settings, shop: str, rotate: bool) -> int:
+    """Print the shop's order webhook secret (`whsec_…`, alone on stdout); `rotate` makes a new one."""
+
     async def work(database: Database) -> str | None:
-        if rotate:
-            return await rotate_webhook_secret(database, shop)
-        doc = await database.shops.find_one({"_id": shop})
-        return doc["webhookSecret"] if doc else None
+        if not rotate:
+            return await webhook_secret(database, shop)
+        secret, until = await rotate_webhook_secret(database, shop)
+        print(
+            f"New secret for shop {shop!r}. The previous one still verifies until "
+            f"{until:%Y-%m-%d %H:%M} UTC: switch the sender over before then.",
+            file=sys.stderr,
+        )
+        return secret
 
     secret = _with_database(settings, work)
     if secret is None:

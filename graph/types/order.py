@@ -288,6 +288,12 @@ class OrderInput:
     placed_at: DateTime | None = strawberry.field(
         default=None, description="Default: now. At most 5 minutes in the future."
     )
+    updated_at: DateTime | None = strawberry.field(
+        default=None,
+        description="When the shop last changed this order. A report older than the one "
+        "applied last changes nothing (webhooks arrive out of order and are retried); "
+        "a report without it always applies. At most 5 minutes in the future.",
+    )
     shipping: Decimal | None = Decimal("0")
     tax: Decimal | None = Decimal("0")
     discount: Decimal | None = Decimal("0")
@@ -322,6 +328,7 @@ class OrderInput:
             last_name=self.last_name,
             phone=self.phone,
             placed_at=self.placed_at,
+            updated_at=self.updated_at,
             shipping=self.shipping,
             tax=self.tax,
             discount=self.discount,
