@@ -246,7 +246,7 @@ def test_the_playground_runs_queries_and_subscriptions_offline(
             headers=real_server.headers,
             timeout=30,
         )
-        assert added.json() == {"data": {"noteAdd": {"userErrors": []}}}
+        assert added.json()["data"] == {"noteAdd": {"userErrors": []}}
         page.wait_for_timeout(1000)
     # Then the event shows in the result pane
     assert arrived.count() > 0, f"no subscription event in the page after {texts}"
