@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
@@ -548,3 +549,41 @@ async def test_without_configured_origins_there_is_no_cross_origin_access(http, 
     )
     assert sent.status_code == 200
     assert "access-control-allow-origin" not in sent.headers
+
+
+async def websocket_handshake(app, origin: str) -> str:
+    """Opens a WebSocket to /graphql from `origin` at the ASGI level: "accepted" or "refused"."""
+    incoming: asyncio.Queue[dict] = asyncio.Queue()
+    await incoming.put({"type": "websocket.connect"})
+    answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def send(message: dict) -> None:
+        if not answer.done():
+            answer.set_result("accepted" if message["type"] == "websocket.accept" else "refused")
+            await incoming.put({"type": "websocket.disconnect", "code": 1000})
+
+    scope = {
+        "type": "websocket",
+        "path": "/graphql",
+        "raw_path": b"/graphql",
+        "root_path": "",
+        "query_string": b"",
+        "scheme": "ws",
+        "server": ("test", 80),
+        "client": ("127.0.0.1", 50000),
+        "headers": [
+            (b"host", b"test"),
+            (b"origin", origin.encode()),
+            (b"sec-websocket-protocol", b"graphql-transport-ws"),
+        ],
+        "subprotocols": ["graphql-transport-ws"],
+    }
+    await asyncio.wait_for(app(scope, incoming.get, send), timeout=10)
+    return answer.result()
+
+
+async def test_subscriptions_open_from_listed_origins_only(configured_app, served):
+    assert await websocket_handshake(configured_app, ADMIN_ORIGIN) == "accepted"
+    assert await websocket_handshake(configured_app, "https://evil.example") == "refused"
+    # Without configured origins, no other origin may open one.
+    assert await websocket_handshake(served.asgi, ADMIN_ORIGIN) == "refused"
