@@ -72,6 +72,10 @@ class Database:
     def webhook_receipts(self) -> AsyncCollection[Doc]:
         return self.db["webhook_receipts"]
 
+    @property
+    def throttle(self) -> AsyncCollection[Doc]:
+        return self.db["throttle"]
+
 
 COLLECTIONS = (
     "shops",
@@ -85,6 +89,7 @@ COLLECTIONS = (
     "rate_limits",
     "migrations",
     "webhook_receipts",
+    "throttle",
 )
 
 # Sort fields of the contact list; each gets (shopId, field, _id) so a sorted
@@ -168,6 +173,9 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("shopId", ASCENDING), ("webhookId", ASCENDING)], unique=True),
         IndexModel([("expiresAt", ASCENDING)], expireAfterSeconds=0),
     ],
+    # One leaky bucket per API key (_id); a bucket idle long enough to be full again
+    # is the same as none, so it is removed then. Looked up by _id only.
+    "throttle": [IndexModel([("expiresAt", ASCENDING)], expireAfterSeconds=0)],
 }
 
 

@@ -80,6 +80,11 @@ def settings(mongodb_uri: str) -> Settings:
         database=f"contactgraph_test_{os.getpid()}",
         key_cache_seconds=0,
         port=8765,
+        # Tests send hundreds of operations per key in a second, some of them
+        # pages of 110 contacts with their orders: a budget no test exhausts.
+        # tests/test_cost.py and tests/test_throttle.py check the defaults.
+        cost_limit=100_000,
+        throttle_bucket=10_000_000,
     )
 
 

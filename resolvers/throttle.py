@@ -1,0 +1,126 @@
+"""Each key's cost budget: a leaky bucket in MongoDB, spent with one atomic update.
+
+A key starts with `capacity` points; every operation takes its cost, and
+points come back at `restore_rate` per second up to `capacity`. One
+document per key in `throttle` holds the level and when it was computed.
+A single `findAndModify` with an update pipeline restores the level for the
+time passed, takes the cost only if it fits and returns the result, so
+every worker and every instance sees the same bucket and two requests can
+never both spend the last points.
+
+The time is the API process's (`resolvers.clock`), passed in: tests can
+move it, and no server-side clock is needed. Instances' clocks differ by
+milliseconds under NTP; the stored time only moves forward (an instance
+behind it restores nothing until its clock passes it), so skew never
+restores points twice.
+
+An idle bucket is full once `capacity / restore_rate` seconds have passed,
+the same as no bucket at all: its `expiresAt` lets MongoDB's TTL monitor
+remove it then.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from loaders.mongo import Database, Doc
+
+
+@dataclass(frozen=True)
+class Bucket:
+    capacity: int
+    restore_rate: float  # points per second
+
+    @property
+    def refill_ms(self) -> float:
+        """Milliseconds from empty to full."""
+        return self.capacity / self.restore_rate * 1000
+
+
+@dataclass(frozen=True)
+class ThrottleStatus:
+    """The bucket after one request, and whether that request's cost was taken."""
+
+    granted: bool
+    cost: int
+    available: float
+    bucket: Bucket
+
+    @property
+    def retry_after(self) -> int:
+        """Whole seconds until the refused cost has restored (at least 1)."""
+        missing = min(self.cost, self.bucket.capacity) - self.available
+        return max(1, math.ceil(missing / self.bucket.restore_rate))
+
+    def as_extension(self) -> dict[str, Any]:
+        """Shopify's `throttleStatus`: what the next request can spend."""
+        return {
+            "maximumAvailable": self.bucket.capacity,
+            "currentlyAvailable": math.floor(self.available),
+            "restoreRate": self.bucket.restore_rate,
+        }
+
+
+def spend_pipeline(bucket: Bucket, shop_id: str, cost: int, now: dt.datetime) -> list[Doc]:
+    """The update: restore for the time since `at`, then take `cost` if the level covers it."""
+    since = {"$ifNull": ["$at", now]}
+    elapsed_ms = {"$max": [0, {"$subtract": [now, since]}]}
+    restored = {
+        "$min": [
+            bucket.capacity,
+            {
+                "$add": [
+                    {"$ifNull": ["$level", bucket.capacity]},
+                    {"$multiply": [elapsed_ms, bucket.restore_rate / 1000]},
+                ]
+            },
+        ]
+    }
+    return [
+        {"$set": {"level": restored, "at": {"$max": [now, since]}, "shopId": shop_id}},
+        {"$set": {"granted": {"$gte": ["$level", cost]}}},
+        {
+            "$set": {
+                "level": {"$cond": ["$granted", {"$subtract": ["$level", cost]}, "$level"]},
+                "expiresAt": {"$add": ["$at", bucket.refill_ms]},
+            }
+        },
+    ]
+
+
+async def spend(
+    database: Database,
+    key_id: ObjectId,
+    shop_id: str,
+    cost: int,
+    bucket: Bucket,
+    now: dt.datetime,
+) -> ThrottleStatus:
+    """Takes `cost` points from the key's bucket if they are there; a cost of 0 only reads it."""
+    pipeline = spend_pipeline(bucket, shop_id, cost, now)
+    try:
+        doc = await _update(database, key_id, pipeline)
+    except DuplicateKeyError:
+        # The key's first two requests raced to create its bucket; the other
+        # one created it, so this update finds it.
+        doc = await _update(database, key_id, pipeline)
+    return ThrottleStatus(bool(doc["granted"]), cost, float(doc["level"]), bucket)
+
+
+async def _update(database: Database, key_id: ObjectId, pipeline: list[Doc]) -> Doc:
+    doc: Doc | None = await database.throttle.find_one_and_update(
+        {"_id": key_id},
+        pipeline,
+        upsert=True,
+        return_document=ReturnDocument.AFTER,
+        projection={"level": 1, "granted": 1},
+    )
+    assert doc is not None  # an upsert returning the document after always has one
+    return doc
