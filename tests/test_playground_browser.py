@@ -102,15 +102,22 @@ class Traffic:
             self.console_errors.append(message.text)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def chromium() -> str:
+    """Checked first (autouse), so a missing browser costs no server start."""
+    return chromium_path()
+
+
 @pytest.fixture
-def browser(tmp_path: Path, real_server: RunningServer) -> Iterator[tuple[BrowserContext, Traffic]]:
-    executable = chromium_path()
+def browser(
+    chromium: str, tmp_path: Path, real_server: RunningServer
+) -> Iterator[tuple[BrowserContext, Traffic]]:
     port = urlsplit(real_server.url).port
     traffic = Traffic(real_server.url)
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             str(tmp_path / "profile"),  # a fresh profile: no earlier key, tab or cache
-            executable_path=executable,
+            executable_path=chromium,
             headless=True,
             viewport=VIEWPORT,
             args=[
