@@ -1,22 +1,17 @@
-"""Which role may call which root field, checked once per operation before anything runs."""
+"""What each role may call and read: the rules, in one place.
+
+Root fields: which role may call which query, mutation or subscription.
+Fields: which role may read which field of which type. Both are applied by
+`graph.field_rights` before an operation runs; this module only states them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from graphql import (
-    ExecutionResult,
-    FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
-    InlineFragmentNode,
-    OperationType,
-    SelectionSetNode,
-    get_operation_ast,
-)
-from strawberry.extensions import SchemaExtension
+from graphql import OperationType
 
-from graph.errors import forbidden
 from resolvers.shops import Role
 
 READ = frozenset({Role.ADMIN, Role.STAFF, Role.READER})
@@ -35,21 +30,6 @@ ROOT_FIELD_ROLES: dict[str, frozenset[Role]] = {
 }
 
 
-def _root_fields(
-    selection_set: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode], seen: set[str]
-) -> Iterator[str]:
-    for selection in selection_set.selections:
-        if isinstance(selection, FieldNode):
-            yield selection.name.value
-        elif isinstance(selection, InlineFragmentNode):
-            yield from _root_fields(selection.selection_set, fragments, seen)
-        elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
-            seen.add(selection.name.value)
-            fragment = fragments.get(selection.name.value)
-            if fragment is not None:
-                yield from _root_fields(fragment.selection_set, fragments, seen)
-
-
 def allowed_roles(operation: OperationType, field: str) -> frozenset[Role]:
     if field.startswith("__"):
         return frozenset(Role)  # introspection describes the API, not a shop's data
@@ -57,32 +37,81 @@ def allowed_roles(operation: OperationType, field: str) -> frozenset[Role]:
     return ROOT_FIELD_ROLES.get(field, default)
 
 
-class RootFieldPermissions(SchemaExtension):
-    """Refuses a whole operation with FORBIDDEN when any root field is beyond the key's role."""
+@dataclass(frozen=True)
+class ReadRule:
+    """What one role reads: everything but `denied`, or, given `only`, nothing but that.
 
-    def on_execute(self) -> Iterator[None]:
-        ctx = self.execution_context
-        document = ctx.graphql_document
-        operation = get_operation_ast(document, ctx.operation_name) if document else None
-        if document is not None and operation is not None:
-            role = ctx.context.key.role
-            fragments = {
-                d.name.value: d
-                for d in document.definitions
-                if isinstance(d, FragmentDefinitionNode)
-            }
-            denied = [
-                name
-                for name in _root_fields(operation.selection_set, fragments, set())
-                if role not in allowed_roles(operation.operation, name)
-            ]
-            if denied:
-                ctx.result = ExecutionResult(
-                    data=None,
-                    errors=[
-                        forbidden(
-                            f"A {role.value} key may not use {', '.join(sorted(set(denied)))}."
-                        )
-                    ],
-                )
-        yield
+    `only` maps a type to the fields readable on it (None: all of them); a
+    type it does not name is not readable at all, so a type added later stays
+    closed to the role until someone decides otherwise. `__typename` is
+    always readable.
+    """
+
+    denied: frozenset[tuple[str, str]] = frozenset()
+    only: Mapping[str, frozenset[str] | None] | None = field(default=None)
+
+    def may_read(self, type_name: str, field_name: str) -> bool:
+        if field_name.startswith("__"):
+            return True
+        if self.only is not None:
+            if type_name not in self.only:
+                return False
+            fields = self.only[type_name]
+            return fields is None or field_name in fields
+        return (type_name, field_name) not in self.denied
+
+
+# Internal notes are the shop staff's own: not for reporting keys. The same
+# rule hides NOTE entries from the activity log, `node` and the live feed.
+NOTES = frozenset({("Contact", "notes")})
+
+# Keys from outside the shop's staff: its backend (INGEST) and a web page
+# (PUBLIC). They read what their own calls answer about what they sent, never
+# a person's data: of a contact only its id; of an order its identifiers,
+# status, amounts, lines and timestamps. Not the buyer's email, name, phone,
+# addresses or checkout flags: a report of a known externalId answers with
+# the stored order, which someone else may have sent.
+OUTSIDE_READS: dict[str, frozenset[str] | None] = {
+    "OrderPayload": None,
+    "ContactFormPayload": None,
+    "UserError": None,
+    "Order": frozenset(
+        {
+            "id",
+            "externalId",
+            "number",
+            "status",
+            "placedAt",
+            "createdAt",
+            "updatedAt",
+            "subtotal",
+            "shipping",
+            "tax",
+            "discount",
+            "total",
+            "refunded",
+            "lineItems",
+            "contact",
+        }
+    ),
+    "LineItem": None,
+    "Money": None,
+    "Contact": frozenset({"id"}),
+}
+
+READ_RULES: dict[Role, ReadRule] = {
+    Role.ADMIN: ReadRule(),
+    Role.STAFF: ReadRule(),
+    Role.READER: ReadRule(denied=NOTES),
+    Role.INGEST: ReadRule(only=OUTSIDE_READS),
+    Role.PUBLIC: ReadRule(only=OUTSIDE_READS),
+}
+
+
+def may_read(role: Role, type_name: str, field_name: str) -> bool:
+    return READ_RULES[role].may_read(type_name, field_name)
+
+
+def may_read_notes(role: Role) -> bool:
+    """Notes, and NOTE entries wherever the activity log shows them."""
+    return may_read(role, "Contact", "notes")

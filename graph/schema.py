@@ -15,6 +15,7 @@ from strawberry.types import ExecutionContext
 
 from graph.attribute_resolvers import use_attribute_resolvers
 from graph.errors import is_unexpected
+from graph.field_rights import RightsExecutor
 from graph.limits import max_aliases_rule, max_depth_rule
 from graph.operations.activity import ActivityMutation, ActivitySubscription
 from graph.operations.consent import ConsentMutation
@@ -27,7 +28,6 @@ from graph.operations.orders import OrderMutation, OrderQuery
 from graph.operations.privacy import PrivacyMutation, PrivacyQuery
 from graph.operations.reporting import ReportingQuery
 from graph.operations.segments import SegmentMutation, SegmentQuery
-from graph.permissions import RootFieldPermissions
 from graph.settings import Settings
 from graph.types.scalars import SCALARS
 
@@ -88,7 +88,6 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: ParserCache(maxsize=512),
         lambda: AddValidationRules(rules),
         lambda: ValidationCache(maxsize=512),
-        RootFieldPermissions,
     ]
     schema = ContactgraphSchema(
         query=Query,
@@ -96,6 +95,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         subscription=Subscription,
         extensions=extensions,
         config=StrawberryConfig(scalar_map=SCALARS),
+        # Root-field and field-level rights, checked before anything runs.
+        execution_context_class=RightsExecutor,
     )
     use_attribute_resolvers(schema)
     return schema

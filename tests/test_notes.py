@@ -292,7 +292,9 @@ async def test_notes_are_for_staff_and_admins_only(api, as_role):
     await add(api, gid, "internal")
     body = await as_role("READER").gql(NOTES, {"id": gid})
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
-    assert body["data"]["contact"] is None
+    assert body["errors"][0]["path"] == ["contact", "notes"]
+    # The rest of the contact stands; the log without its notes.
+    assert body["data"]["contact"] == {"notes": None, "activity": {"totalCount": 1}}
     for role in ("READER", "PUBLIC", "INGEST"):
         refused = await as_role(role).gql(ADD, {"id": gid, "text": "x"})
         assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"

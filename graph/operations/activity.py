@@ -94,7 +94,7 @@ class ActivitySubscription:
     ) -> AsyncGenerator[ActivityEntry, None]:
         ctx = info.context
         if ctx.key.role not in allowed_roles(info.operation.operation, "contactActivity"):
-            raise forbidden(f"A {ctx.key.role.value} key may not use contactActivity.")
+            raise forbidden(f"{ctx.key.role.a_key} may not use contactActivity.")
         cid = decode_id(contact_id, "Contact")
         exists = cid is not None and await ctx.database.contacts.count_documents(
             {"shopId": ctx.shop_id, "_id": cid}, limit=1

@@ -9,7 +9,8 @@ import strawberry
 from bson import ObjectId
 
 from graph.context import Info
-from graph.errors import bad_input, forbidden, refusal_errors
+from graph.errors import bad_input, refusal_errors
+from graph.permissions import may_read_notes as role_reads_notes
 from graph.types.common import PageInfo, UserError
 from graph.types.contact import Contact
 from graph.types.node import Node, encode_id
@@ -17,16 +18,12 @@ from graph.types.scalars import DateTime
 from loaders.activity import CURSOR_FIELD, ActivityPage, ActivityQuery
 from loaders.keyset import MAX_PAGE, decode_cursor, encode_cursor
 from resolvers.errors import Refused
-from resolvers.shops import Role
 
 if TYPE_CHECKING:
     from graph.types.order import Order
 
 DEFAULT_PAGE = 50
 NOTES_MAX = 250
-# Notes are internal to the shop's staff: a READER key (reporting) sees the
-# rest of the log but not them, and nothing else can read contacts at all.
-NOTE_ROLES = frozenset({Role.ADMIN, Role.STAFF})
 
 
 @strawberry.enum(description="What an activity entry records.")
@@ -138,7 +135,9 @@ class ActivityConnection:
 
 
 def may_read_notes(info: Info) -> bool:
-    return info.context.key.role in NOTE_ROLES
+    # `Contact.notes` itself is refused before execution (graph.field_rights);
+    # the same rule keeps NOTE entries out of the log, `node` and the live feed.
+    return role_reads_notes(info.context.key.role)
 
 
 def visible_kinds(info: Info, kinds: list[ActivityKind] | None) -> tuple[str, ...] | None:
@@ -180,8 +179,6 @@ async def contact_activity(
 
 
 async def contact_notes(info: Info, contact_id: ObjectId, first: int | None) -> list[ActivityEntry]:
-    if not may_read_notes(info):
-        raise forbidden("Notes are internal: only STAFF and ADMIN keys may read them.")
     size = NOTES_MAX if first is None else first
     if not 1 <= size <= NOTES_MAX:
         raise bad_input(f"`first` must be between 1 and {NOTES_MAX}, got {size}.")

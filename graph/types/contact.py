@@ -48,40 +48,48 @@ class ContactSortKey(Enum):
     TOTAL_SPENT = "TOTAL_SPENT"
 
 
-@strawberry.type(description="A person the shop deals with: a customer or a lead.")
+@strawberry.type(
+    description=(
+        "A person the shop deals with: a customer or a lead. Keys of the shop's backend (INGEST) "
+        "and of web pages (PUBLIC) read only its id: its other fields are null for them, each "
+        "with a FORBIDDEN error."
+    )
+)
 class Contact(Node):
-    email: str = strawberry.field(
+    # Nullable wherever a role may be refused the field (see graph/permissions.py):
+    # a refused field is null with its own error, and the contact stands.
+    email: str | None = strawberry.field(
         description="The contact's fixed point: unique per shop, case-insensitive."
     )
     first_name: str | None
     last_name: str | None
-    display_name: str = strawberry.field(description='"First Last", else the email.')
+    display_name: str | None = strawberry.field(description='"First Last", else the email.')
     phone: str | None = strawberry.field(description="E.164 when it can be parsed.")
     company: str | None
-    kind: ContactKind
-    labels: list[str]
+    kind: ContactKind | None
+    labels: list[str] | None
     shipping_address: Address | None = strawberry.field(
         description="Set by hand, or taken from the newest order that had something to ship."
     )
     billing_address: Address | None
-    has_account: bool = strawberry.field(
+    has_account: bool | None = strawberry.field(
         description="The person has a customer account in the shop."
     )
-    details_locked: bool = strawberry.field(
+    details_locked: bool | None = strawberry.field(
         description="Edited by hand: new orders no longer overwrite name, address and phone."
     )
-    consent: Consent
-    order_count: int = strawberry.field(
+    consent: Consent | None
+    order_count: int | None = strawberry.field(
         description="Placed orders; canceled and draft orders excluded."
     )
-    total_spent: Money = strawberry.field(
+    total_spent: Money | None = strawberry.field(
         description="Sum of original order totals (shipping, tax, discounts included; refunds not subtracted)."
     )
     average_order_value: Money | None
     first_order_at: DateTime | None = strawberry.field(description='"Customer since".')
     last_order_at: DateTime | None
-    created_at: DateTime
-    updated_at: DateTime
+    created_at: DateTime | None
+    updated_at: DateTime | None
     doc: strawberry.Private[dict[str, Any]]
 
     @strawberry.field(
@@ -94,7 +102,7 @@ class Contact(Node):
         after: str | None = None,
         include_canceled: bool | None = False,
         include_drafts: bool | None = True,
-    ) -> Annotated[OrderConnection, strawberry.lazy("graph.types.order")]:
+    ) -> Annotated[OrderConnection, strawberry.lazy("graph.types.order")] | None:
         from graph.types.order import contact_orders  # order.py imports this module
 
         return await contact_orders(
@@ -102,7 +110,7 @@ class Contact(Node):
         )
 
     @strawberry.field(
-        description="The activity log, newest first; a READER key does not see notes."
+        description="The activity log, newest first; keys that may not read notes do not see NOTE entries."
     )
     async def activity(
         self,
@@ -110,20 +118,20 @@ class Contact(Node):
         first: int | None = 50,
         after: str | None = None,
         kinds: list[Annotated[ActivityKind, strawberry.lazy("graph.types.activity")]] | None = None,
-    ) -> Annotated[ActivityConnection, strawberry.lazy("graph.types.activity")]:
+    ) -> Annotated[ActivityConnection, strawberry.lazy("graph.types.activity")] | None:
         from graph.types.activity import contact_activity  # activity.py imports this module
 
         return await contact_activity(info, self.doc["_id"], first, after, kinds)
 
     @strawberry.field(
         description=(
-            "Internal notes (activity of kind NOTE), newest first, at most `first` (250); "
-            "STAFF and ADMIN keys only."
+            "Internal notes (activity of kind NOTE), newest first, at most `first` (250). "
+            "STAFF and ADMIN keys only: null with a FORBIDDEN error for other keys."
         )
     )
     async def notes(
         self, info: strawberry.Info, first: int | None = 250
-    ) -> list[Annotated[ActivityEntry, strawberry.lazy("graph.types.activity")]]:
+    ) -> list[Annotated[ActivityEntry, strawberry.lazy("graph.types.activity")]] | None:
         from graph.types.activity import contact_notes
 
         return await contact_notes(info, self.doc["_id"], first)

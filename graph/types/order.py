@@ -63,7 +63,11 @@ class Order(Node):
     )
     number: str | None = strawberry.field(description="The order number the customer sees.")
     status: OrderStatus
-    email: str = strawberry.field(description="The email the order was placed with.")
+    # Nullable: keys of the shop's backend and of web pages may not read it.
+    email: str | None = strawberry.field(
+        description="The email the order was placed with; null with a FORBIDDEN error for "
+        "INGEST and PUBLIC keys."
+    )
     first_name: str | None
     last_name: str | None
     phone: str | None
