@@ -6,6 +6,10 @@ take for a formula (OWASP "CSV injection": it starts with `=`, `+`, `-`,
 `@`, a tab or a carriage return) gets a leading apostrophe. A cell that
 already starts with an apostrophe gets one too, so reading back is exact:
 `restore(neutralize(v)) == v` for every string.
+
+Every stored value has a cell of its own (an address is one column per
+part, labels are quoted where they hold a comma), so an export imported
+again changes nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +23,29 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from bson import Decimal128
+
+# (stored key, column suffix) of an address's parts, in the order written.
+ADDRESS_PARTS: tuple[tuple[str, str], ...] = (
+    ("name", "Name"),
+    ("company", "Company"),
+    ("line1", "Address 1"),
+    ("line2", "Address 2"),
+    ("postalCode", "Postal Code"),
+    ("city", "City"),
+    ("region", "Region"),
+    ("countryCode", "Country Code"),
+    ("phone", "Phone"),
+)
+# (stored key, column prefix) of the two addresses.
+ADDRESSES: tuple[tuple[str, str], ...] = (
+    ("shippingAddress", "Shipping"),
+    ("billingAddress", "Billing"),
+)
+
+
+def address_columns(prefix: str) -> tuple[str, ...]:
+    return tuple(f"{prefix} {suffix}" for _, suffix in ADDRESS_PARTS)
+
 
 COLUMNS: tuple[str, ...] = (
     "Type",
@@ -34,12 +61,8 @@ COLUMNS: tuple[str, ...] = (
     "Currency",
     "Last Order Date",
     "Customer Since",
-    "Shipping Name",
-    "Shipping Address",
-    "Shipping Phone",
-    "Billing Name",
-    "Billing Address",
-    "Billing Phone",
+    *address_columns("Shipping"),
+    *address_columns("Billing"),
     "Labels",
     "Marketing State",
     "Created At",
@@ -102,7 +125,11 @@ def datetime_text(value: dt.datetime | None) -> str:
 
 
 def address_text(address: dict[str, Any] | None) -> str:
-    """One line: `line1, line2, postal code city, region, country code`, leaving out what is missing."""
+    """One line: `line1, line2, postal code city, region, country code`, leaving out what is missing.
+
+    The one-column address of files written before the parts had columns
+    of their own; still read by the import (`parse_address_text`).
+    """
     if not address:
         return ""
     town = " ".join(p for p in (address.get("postalCode"), address.get("city")) if p)
@@ -157,6 +184,22 @@ def parse_address_text(text: str) -> dict[str, str]:
     return out
 
 
+def labels_text(labels: Iterable[str]) -> str:
+    """Labels joined by ", "; one holding a comma or a quote is quoted as in CSV."""
+    return LABEL_SEPARATOR.join(
+        '"' + label.replace('"', '""') + '"' if "," in label or '"' in label else label
+        for label in labels
+    )
+
+
+def parse_labels_text(text: str) -> list[str]:
+    """The labels of a cell written by `labels_text` (or typed as `VIP, Newsletter`)."""
+    try:
+        return next(csv.reader([text], skipinitialspace=True), [])
+    except csv.Error:  # a line break: not a label, and the label check says so
+        return text.split(",")
+
+
 def average_text(spent: Any, count: int) -> str:
     if not count:
         return ""
@@ -184,13 +227,9 @@ def contact_row(doc: dict[str, Any], currency: str | None) -> list[str]:
         currency or "",
         datetime_text(doc.get("lastOrderAt")),
         datetime_text(doc.get("firstOrderAt")),
-        shipping.get("name") or "",
-        address_text(shipping),
-        shipping.get("phone") or "",
-        billing.get("name") or "",
-        address_text(billing),
-        billing.get("phone") or "",
-        LABEL_SEPARATOR.join(doc.get("labels") or []),
+        *(shipping.get(key) or "" for key, _ in ADDRESS_PARTS),
+        *(billing.get(key) or "" for key, _ in ADDRESS_PARTS),
+        labels_text(doc.get("labels") or []),
         (doc.get("consent") or {}).get("state") or "NOT_SUBSCRIBED",
         datetime_text(doc.get("createdAt")),
     ]

@@ -14,6 +14,12 @@ so an import never re-subscribes someone who unsubscribed.
 Columns that the shop computes (Type, Account, Total Orders, Total Spent,
 Average Order Value, Currency, Last Order Date, Customer Since, Created At)
 are read-only: an import ignores them.
+
+An address is read from its part columns (`Shipping Address 1`, `Shipping
+City`, ...). Files written before the parts had columns of their own hold
+one `Shipping Address` / `Billing Address` column, `line1, line2, postal
+code city, region, country code`; it is still read, but not together with
+the part columns of the same address.
 """
 
 from __future__ import annotations
@@ -34,19 +40,26 @@ from resolvers import activity
 from resolvers.clock import now
 from resolvers.consent import STATES
 from resolvers.contacts import new_contact, update_details
-from resolvers.csv_rows import COLUMNS, parse_address_text, restore
+from resolvers.csv_rows import (
+    ADDRESS_PARTS,
+    ADDRESSES,
+    COLUMNS,
+    parse_address_text,
+    parse_labels_text,
+    restore,
+)
 from resolvers.errors import Problem, Refused
 from resolvers.labels import SHOP_LABEL_LIMIT, add_label_counts, normalize_labels, reserve_labels
 from resolvers.validation import COMPANY_MAX, NAME_MAX, Checker
 
 IMPORT_BATCH = 500
 IMPORT_TEXT = "CSV import"
-_COLUMN_KEYS = {c.casefold(): c for c in COLUMNS}
+# The one-column address of older files, by the address it fills.
+LEGACY_ADDRESS_COLUMNS = {key: f"{prefix} Address" for key, prefix in ADDRESSES}
+# The parts a one-column address holds: its columns and a legacy column exclude each other.
+_LEGACY_PARTS = frozenset({"line1", "line2", "postalCode", "city", "region", "countryCode"})
+_COLUMN_KEYS = {c.casefold(): c for c in (*COLUMNS, *LEGACY_ADDRESS_COLUMNS.values())}
 DETAIL_COLUMNS = {"First Name": "firstName", "Last Name": "lastName", "Company": "company"}
-_ADDRESS_COLUMNS = {
-    "shippingAddress": ("Shipping Name", "Shipping Address", "Shipping Phone"),
-    "billingAddress": ("Billing Name", "Billing Address", "Billing Phone"),
-}
 _LOOKUP_PROJECTION = {
     "email": 1,
     "emailKey": 1,
@@ -131,6 +144,19 @@ def _header(cells: list[str]) -> dict[str, int]:
             positions[name] = index
     if "Email" not in positions and not problems:
         problems.append(RowProblem(1, "Email", "The file needs an Email column.", "REQUIRED"))
+    for key, prefix in ADDRESSES:
+        legacy = LEGACY_ADDRESS_COLUMNS[key]
+        parts = [f"{prefix} {suffix}" for part, suffix in ADDRESS_PARTS if part in _LEGACY_PARTS]
+        if legacy in positions and any(column in positions for column in parts):
+            problems.append(
+                RowProblem(
+                    1,
+                    legacy,
+                    f"Give the address either as {legacy} or in its part columns "
+                    f"({parts[0]}, {prefix} City, ...), not both.",
+                    "INVALID",
+                )
+            )
     if problems:
         raise _BadFile(problems)
     return positions
@@ -181,19 +207,21 @@ def check_row(
         value = check.text((column,), cell(column), limit)
         if value is not None:
             details[key] = value
-    for key, (name_column, address_column, phone_column) in _ADDRESS_COLUMNS.items():
-        given = {"name": cell(name_column), "phone": cell(phone_column)}
-        text = cell(address_column)
-        if text:
-            given.update(parse_address_text(text))
+    for key, prefix in ADDRESSES:
+        columns = {part: f"{prefix} {suffix}" for part, suffix in ADDRESS_PARTS}
+        given: dict[str, str | None] = {part: cell(column) for part, column in columns.items()}
+        legacy = cell(LEGACY_ADDRESS_COLUMNS[key])
+        if legacy:
+            given.update(parse_address_text(legacy))
+            columns.update(dict.fromkeys(_LEGACY_PARTS, LEGACY_ADDRESS_COLUMNS[key]))
         if any(given.values()):
             before = len(check.problems)
             address = check.address((key,), given)
             # Report address problems under the column the person sees.
             for i in range(before, len(check.problems)):
                 problem = check.problems[i]
-                part = problem.field[-1] if problem.field else None
-                column = {"name": name_column, "phone": phone_column}.get(str(part), address_column)
+                part = str(problem.field[-1]) if problem.field else ""
+                column = columns.get(part, LEGACY_ADDRESS_COLUMNS[key])
                 check.problems[i] = Problem((column,), problem.message, problem.code)
             if address:
                 details[key] = address
@@ -204,7 +232,9 @@ def check_row(
     if phone is not None:
         details["phone"] = phone
     labels_text = cell("Labels")
-    labels = normalize_labels(check, ("Labels",), labels_text.split(",")) if labels_text else []
+    labels = (
+        normalize_labels(check, ("Labels",), parse_labels_text(labels_text)) if labels_text else []
+    )
     state = cell("Marketing State")
     if state is not None and state.upper() not in STATES:
         check.add(

@@ -175,7 +175,14 @@ def parse_phone(text: str, region: str | None = None) -> str | None:
         return None
     if not phonenumbers.is_possible_number(number):
         return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    # Zeros a country does not dial after its code ("00008063608" in DE gives
+    # "+490008063608") read back as another number: what is stored must read
+    # back as itself, or every export and import would change it again.
+    again = phonenumbers.parse(e164)
+    if phonenumbers.format_number(again, phonenumbers.PhoneNumberFormat.E164) != e164:
+        return None
+    return e164
 
 
 def parse_decimal(text: str) -> Decimal:

@@ -14,11 +14,22 @@ from graph.cli import main as cli
 from resolvers.csv_rows import COLUMNS, csv_text
 from resolvers.imports import ImportReport, RowProblem, import_contacts
 
-ROW_DEFAULTS = dict.fromkeys(COLUMNS, "")
+# The one-column addresses of files written before the parts had columns of their own.
+OLD_COLUMNS = (
+    "First Name",
+    "Email",
+    "Shipping Name",
+    "Shipping Address",
+    "Shipping Phone",
+    "Billing Address",
+)
 
 
 def csv_file(*rows: dict[str, str], columns: tuple[str, ...] = COLUMNS) -> str:
-    return csv_text([columns, *[[{**ROW_DEFAULTS, **row}[c] for c in columns] for row in rows]])
+    for row in rows:
+        assert set(row) <= set(columns), set(row) - set(columns)
+    defaults = dict.fromkeys(columns, "")
+    return csv_text([columns, *[[{**defaults, **row}[c] for c in columns] for row in rows]])
 
 
 def opener(text: str):
@@ -49,10 +60,19 @@ async def test_new_emails_become_leads_with_their_details_labels_and_consent(dat
             "Phone": "'+49 151 12345678",
             "Company": "'=Lee GmbH",
             "Shipping Name": "Ann Lee",
-            "Shipping Address": "Hauptstraße 5, Hinterhaus, 10115 Berlin, DE",
+            "Shipping Address 1": "Hauptstraße 5",
+            "Shipping Address 2": "Hinterhaus, rear",
+            "Shipping Postal Code": "10115",
+            "Shipping City": "Berlin",
+            "Shipping Country Code": "de",
             "Shipping Phone": "030 1234567",
-            "Billing Address": "Markt 1, 80331 München, DE",
-            "Labels": "VIP, Newsletter, vip",
+            "Billing Company": "Lee, Lee & Partners",
+            "Billing Address 1": "Markt 1",
+            "Billing Postal Code": "80331",
+            "Billing City": "München",
+            "Billing Region": "Bayern",
+            "Billing Country Code": "DE",
+            "Labels": 'VIP, Newsletter, vip, "Wholesale, EU"',
             "Marketing State": "subscribed",
         },
         {"Email": "bob@example.org"},
@@ -79,19 +99,22 @@ async def test_new_emails_become_leads_with_their_details_labels_and_consent(dat
     assert ann["shippingAddress"] == {
         "name": "Ann Lee",
         "line1": "Hauptstraße 5",
-        "line2": "Hinterhaus",
+        "line2": "Hinterhaus, rear",
         "postalCode": "10115",
         "city": "Berlin",
         "countryCode": "DE",
         "phone": "+49301234567",
     }
     assert ann["billingAddress"] == {
+        "company": "Lee, Lee & Partners",
         "line1": "Markt 1",
         "postalCode": "80331",
         "city": "München",
+        "region": "Bayern",
         "countryCode": "DE",
     }
-    assert ann["labels"] == ["VIP", "Newsletter"] and ann["labelKeys"] == ["vip", "newsletter"]
+    assert ann["labels"] == ["VIP", "Newsletter", "Wholesale, EU"]
+    assert ann["labelKeys"] == ["vip", "newsletter", "wholesale, eu"]
     assert ann["consent"]["state"] == "SUBSCRIBED"
     assert ann["consent"]["source"] == "IMPORT"
     assert [(e["state"], e["source"], e["actor"]) for e in ann["consent"]["history"]] == [
@@ -106,8 +129,65 @@ async def test_new_emails_become_leads_with_their_details_labels_and_consent(dat
         d["key"]: (d["name"], d["contactCount"])
         for d in await database.labels.find({"shopId": SHOP}).to_list()
     }
-    assert labels == {"vip": ("VIP", 1), "newsletter": ("Newsletter", 1)}
-    assert (await database.shops.find_one({"_id": SHOP}))["labelCount"] == 2
+    assert labels == {
+        "vip": ("VIP", 1),
+        "newsletter": ("Newsletter", 1),
+        "wholesale, eu": ("Wholesale, EU", 1),
+    }
+    assert (await database.shops.find_one({"_id": SHOP}))["labelCount"] == 3
+
+
+async def test_files_with_one_address_column_still_import(database, keys):
+    text = csv_file(
+        {
+            "Email": "old@example.com",
+            "Shipping Name": "Old Format",
+            "Shipping Address": "Hauptstraße 5, Hinterhaus, 10115 Berlin, DE",
+            "Shipping Phone": "030 1234567",
+            "Billing Address": "Markt 1, 80331 München, DE",
+        },
+        {"Email": "bad@example.com", "Shipping Address": "Street 1, 123456789012345678901 Town"},
+        columns=OLD_COLUMNS,
+    )
+
+    report = await run(database, text, skip_bad_rows=True)
+
+    # A problem in a part read from the one column is reported under that column.
+    assert [(p.row, p.column, p.code) for p in report.problems] == [
+        (3, "Shipping Address", "TOO_LONG")
+    ]
+    assert (report.created, report.skipped) == (1, 1)
+    old = await database.contacts.find_one({"emailKey": "old@example.com"})
+    assert old["shippingAddress"] == {
+        "name": "Old Format",
+        "line1": "Hauptstraße 5",
+        "line2": "Hinterhaus",
+        "postalCode": "10115",
+        "city": "Berlin",
+        "countryCode": "DE",
+        "phone": "+49301234567",
+    }
+    assert old["billingAddress"] == {
+        "line1": "Markt 1",
+        "postalCode": "80331",
+        "city": "München",
+        "countryCode": "DE",
+    }
+
+
+async def test_an_address_in_both_forms_is_refused(database, keys):
+    text = csv_file(
+        {"Email": "a@example.com", "Shipping Address": "Main St 1, Berlin", "Shipping City": "X"},
+        columns=("Email", "Shipping Address", "Shipping City", "Billing Address", "Billing Phone"),
+    )
+
+    report = await run(database, text)
+
+    assert [(p.row, p.column, p.code) for p in report.problems] == [
+        (1, "Shipping Address", "INVALID")
+    ]
+    assert "either as Shipping Address or in its part columns" in report.problems[0].message
+    assert await database.contacts.count_documents({}) == 0
 
 
 async def test_one_bad_row_stops_the_whole_import_and_every_problem_is_reported(database, keys):
@@ -121,7 +201,9 @@ async def test_one_bad_row_stops_the_whole_import_and_every_problem_is_reported(
         {
             "Email": "",
             "Marketing State": "MAYBE",
-            "Shipping Address": "Street 1, 1234 Town, DE",
+            "Shipping Address 1": "Street 1",
+            "Shipping City": "Town",
+            "Shipping Country Code": "Deutschland",
             "Shipping Phone": "nope",
         },
     )
@@ -135,6 +217,7 @@ async def test_one_bad_row_stops_the_whole_import_and_every_problem_is_reported(
         (3, "Phone", "INVALID"),
         (5, "Email", "INVALID"),
         (6, "Email", "REQUIRED"),
+        (6, "Shipping Country Code", "TOO_LONG"),
         (6, "Shipping Phone", "INVALID"),
         (6, "Marketing State", "INVALID"),
     ]

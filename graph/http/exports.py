@@ -167,7 +167,7 @@ async def export_contacts(request: Request) -> Response:
         return unauthorized()
     key, shop = found
     if key.role not in READ:
-        return problem(403, f"A {key.role.value} key may not export contacts.", "FORBIDDEN")
+        return problem(403, f"{key.role.a_key} may not export contacts.", "FORBIDDEN")
     database: Database = request.app.state.database
     try:
         export = request_from_params(request.query_params)
