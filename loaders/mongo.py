@@ -128,6 +128,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("shopId", ASCENDING), ("emailCanon", ASCENDING)]),
         # An activity entry by its id (node(id:)), wherever its contact is.
         IndexModel([("shopId", ASCENDING), ("activity._id", ASCENDING)]),
+        # A merged-away contact's id (an unsubscribe link sent to it) finds the survivor.
+        IndexModel([("shopId", ASCENDING), ("mergedIds", ASCENDING)]),
     ],
     "orders": [
         IndexModel([("shopId", ASCENDING), ("_id", ASCENDING)]),  # see contacts

@@ -8,7 +8,8 @@ labels (the union; each label's count drops by the duplicates it loses),
 marketing consent (the histories merged by time; the state is that of the
 newest event) and the order statistics (re-derived from the orders now on
 the target). The sources are deleted and a CONTACTS_MERGED entry names
-their emails.
+their emails; their ids stay on the target (`mergedIds`), so the links in
+e-mail sent to them (unsubscribe) still reach the person.
 
 Everything happens in one MongoDB transaction: a failure anywhere leaves
 every contact, order, bucket, message and label count as it was, and a
@@ -189,6 +190,15 @@ def _shipping(target: Doc, sources: list[Doc]) -> tuple[Any, Any]:
     return best["shippingAddress"], best.get("shipAt")
 
 
+def _merged_ids(target: Doc, sources: list[Doc]) -> list[ObjectId]:
+    ids: list[ObjectId] = list(target.get("mergedIds") or [])
+    for doc in sources:
+        for oid in (doc["_id"], *(doc.get("mergedIds") or [])):
+            if oid not in ids:
+                ids.append(oid)
+    return ids
+
+
 @dataclass
 class MergePlan:
     contact: Doc  # the target as it will be
@@ -245,6 +255,9 @@ def plan_merge(
         + len(rest),
         "activityArchivedKinds": dict(archived_kinds),
         "activityArchivedAt": max(archived_at) if archived_at else None,
+        # The ids merged away (and those they had absorbed): links in e-mail
+        # sent to them, such as unsubscribe links, find the person here.
+        "mergedIds": _merged_ids(target, sources),
     }
     for name in FILLED_DETAILS:
         if target.get(name) in (None, "", {}):

@@ -9,6 +9,9 @@ link. Its token is `<shop>.<contact>.<issued, hex seconds>.<signature>`: an
 HMAC-SHA256 (first 128 bits) under a secret of the shop's own, so it cannot
 be guessed or altered, names exactly one contact, needs nothing stored per
 message, and is checked for its age (valid for UNSUBSCRIBE_VALID_DAYS).
+A merge keeps the merged-away contacts' ids in the survivor's `mergedIds`,
+so their links still act on the person; an erased contact's link finds
+nobody and stores nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from dataclasses import dataclass
 
 from bson import ObjectId
 from bson.errors import InvalidId
@@ -164,28 +168,72 @@ async def verify_token(
 UNSUBSCRIBE_ROUNDS = 5
 
 
+class LinkState(enum.Enum):
+    """What an unsubscribe link finds, read without changing anything."""
+
+    INVALID = "invalid"  # not signed by the shop, altered or expired
+    GONE = "gone"  # genuine, but its contact was erased or deleted
+    ACTIVE = "active"  # a click would record UNSUBSCRIBED
+    UNSUBSCRIBED = "unsubscribed"
+
+
 class Unsubscribed(enum.Enum):
     NOW = "now"
     ALREADY = "already"
     INVALID = "invalid"
+    GONE = "gone"  # nobody left to unsubscribe: nothing is stored
     BUSY = "busy"  # consent kept changing meanwhile: the person should click again
 
 
-async def unsubscribe(database: Database, token: str) -> Unsubscribed:
-    """Record UNSUBSCRIBED (source UNSUBSCRIBE_LINK) for the token's contact."""
-    at = now()
-    found = await verify_token(database, token, at)
+@dataclass(frozen=True)
+class LinkTarget:
+    state: LinkState
+    shop_name: str | None = None  # for the page; None for an invalid link
+    contact: Doc | None = None
+
+
+async def _linked_contact(database: Database, shop_id: str, contact_id: ObjectId) -> Doc | None:
+    """The contact a link names, or the one it was merged into (its `mergedIds`)."""
+    for where in ({"_id": contact_id}, {"mergedIds": contact_id}):
+        found = await database.contacts.find_one(
+            {"shopId": shop_id, **where}, {"shopId": 1, "consent": 1}
+        )
+        if found is not None:
+            return found
+    return None
+
+
+async def read_link(database: Database, token: str, at: dt.datetime | None = None) -> LinkTarget:
+    """Where an unsubscribe link leads; reads only (a GET or HEAD of the link changes nothing)."""
+    found = await verify_token(database, token, at or now())
     if found is None:
-        return Unsubscribed.INVALID
+        return LinkTarget(LinkState.INVALID)
     shop_id, contact_id = found
-    contact = await database.contacts.find_one(
-        {"shopId": shop_id, "_id": contact_id}, {"consent": 1}
-    )
+    shop = await database.shops.find_one({"_id": shop_id}, {"name": 1})
+    shop_name = str((shop or {}).get("name") or shop_id)
+    contact = await _linked_contact(database, shop_id, contact_id)
     if contact is None:
-        return Unsubscribed.INVALID
-    if current_state(contact) == "UNSUBSCRIBED":
-        return Unsubscribed.ALREADY  # a second click changes nothing
+        return LinkTarget(LinkState.GONE, shop_name)
+    state = LinkState.UNSUBSCRIBED if current_state(contact) == "UNSUBSCRIBED" else LinkState.ACTIVE
+    return LinkTarget(state, shop_name, contact)
+
+
+async def unsubscribe(database: Database, token: str) -> tuple[Unsubscribed, LinkTarget]:
+    """Record UNSUBSCRIBED (source UNSUBSCRIBE_LINK) for the link's contact, or the one it merged into.
+
+    Erased or deleted contacts (GONE) get nothing stored: no event may bring
+    back a trace of someone erased.
+    """
+    at = now()
+    target = await read_link(database, token, at)
+    if target.state is LinkState.INVALID:
+        return Unsubscribed.INVALID, target
     for _ in range(UNSUBSCRIBE_ROUNDS):
+        contact = target.contact
+        if contact is None:
+            return Unsubscribed.GONE, target
+        if current_state(contact) == "UNSUBSCRIBED":
+            return Unsubscribed.ALREADY, target  # a second click changes nothing
         # The click must win. The current event may carry a time slightly
         # ahead of ours (consentUpdate allows some clock skew): then this one
         # takes that time, and ties go to the later write.
@@ -196,14 +244,14 @@ async def unsubscribe(database: Database, token: str) -> Unsubscribed:
             source="UNSUBSCRIBE_LINK",
             evidence="Unsubscribe link in a marketing e-mail",
         )
-        after = await record_consent(database, shop_id, contact_id, event)
-        if after is None:
-            return Unsubscribed.INVALID
-        if current_state(after) == "UNSUBSCRIBED":
-            return Unsubscribed.NOW
-        contact = after  # a newer event arrived meanwhile: again, after it
+        after = await record_consent(database, contact["shopId"], contact["_id"], event)
+        if after is not None and current_state(after) == "UNSUBSCRIBED":
+            return Unsubscribed.NOW, target
+        # A newer event arrived meanwhile (try again, after it), or the contact
+        # was merged away or erased between the read and the write (find where it went).
+        target = await read_link(database, token, at)
     # Newer events kept arriving: the click is in the history, not the state.
-    return Unsubscribed.BUSY
+    return Unsubscribed.BUSY, target
 
 
 async def find_message(database: Database, shop_id: str, message_id: ObjectId) -> Doc | None:
