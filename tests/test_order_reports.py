@@ -121,3 +121,12 @@ async def test_an_updated_at_in_the_future_is_refused(api, database):
     ]
     assert await database.orders.count_documents({}) == 0
     assert await database.contacts.count_documents({}) == 0
+
+
+async def test_an_order_stored_before_reports_had_times_takes_the_first_one(api, database):
+    await record_ok(api)
+    await database.orders.update_one({"externalId": "A-1"}, {"$unset": {"shopUpdatedAt": ""}})
+    timed = await record_ok(api, status="FULFILLED", updatedAt=at(2))
+    assert timed["order"]["status"] == "FULFILLED"
+    assert (await stored(database))["shopUpdatedAt"] == dt.datetime.fromisoformat(at(2))
+    assert (await record_ok(api, status="OPEN", updatedAt=at(1)))["order"]["status"] == "FULFILLED"
