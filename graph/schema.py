@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import strawberry
-from graphql import ASTValidationRule, GraphQLError
-from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache, ValidationCache
+from graphql import GraphQLError
+from strawberry.extensions import MaxTokensLimiter, ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
@@ -16,7 +16,7 @@ from strawberry.types import ExecutionContext
 from graph.attribute_resolvers import use_attribute_resolvers
 from graph.errors import is_unexpected
 from graph.field_rights import RightsExecutor
-from graph.limits import max_aliases_rule, max_depth_rule
+from graph.limits import QueryChecks
 from graph.operations.activity import ActivityMutation, ActivitySubscription
 from graph.operations.consent import ConsentMutation
 from graph.operations.contacts import ContactMutation, ContactQuery
@@ -77,17 +77,14 @@ class ContactgraphSchema(strawberry.Schema):
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     settings = settings or Settings()
-    rules: list[type[ASTValidationRule]] = [
-        max_depth_rule(settings.max_depth),
-        max_aliases_rule(settings.max_aliases),
-    ]
     # Factories: Strawberry builds fresh extensions per request; the parse and
-    # validation caches behind them are shared.
+    # validation caches behind them are shared. Depth, aliases, cost and the
+    # key's budget are checked in one pass after validation (graph/limits.py).
     extensions: list[Any] = [
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: ParserCache(maxsize=512),
-        lambda: AddValidationRules(rules),
         lambda: ValidationCache(maxsize=512),
+        lambda: QueryChecks(settings),
     ]
     schema = ContactgraphSchema(
         query=Query,

@@ -21,6 +21,7 @@ remove it then.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 from dataclasses import dataclass
@@ -105,22 +106,33 @@ async def spend(
 ) -> ThrottleStatus:
     """Takes `cost` points from the key's bucket if they are there; a cost of 0 only reads it."""
     pipeline = spend_pipeline(bucket, shop_id, cost, now)
-    try:
+    doc = await _update(database, key_id, pipeline)
+    if doc is None:
+        # The key's first request (or its first since its bucket expired): a
+        # full bucket is the same as none, so create one and spend from it.
+        # Not an upsert: when two requests race to create a document, the
+        # embedded server can apply the losing upsert and answer nothing.
+        with contextlib.suppress(DuplicateKeyError):  # the other request created it
+            await database.throttle.insert_one(
+                {
+                    "_id": key_id,
+                    "shopId": shop_id,
+                    "level": float(bucket.capacity),
+                    "at": now,
+                    "expiresAt": now + dt.timedelta(milliseconds=bucket.refill_ms),
+                }
+            )
         doc = await _update(database, key_id, pipeline)
-    except DuplicateKeyError:
-        # The key's first two requests raced to create its bucket; the other
-        # one created it, so this update finds it.
-        doc = await _update(database, key_id, pipeline)
+        if doc is None:  # expired in between: it will not be again for refill_ms
+            raise RuntimeError(f"the throttle bucket of key {key_id} vanished")
     return ThrottleStatus(bool(doc["granted"]), cost, float(doc["level"]), bucket)
 
 
-async def _update(database: Database, key_id: ObjectId, pipeline: list[Doc]) -> Doc:
-    doc: Doc | None = await database.throttle.find_one_and_update(
+async def _update(database: Database, key_id: ObjectId, pipeline: list[Doc]) -> Doc | None:
+    found: Doc | None = await database.throttle.find_one_and_update(
         {"_id": key_id},
         pipeline,
-        upsert=True,
         return_document=ReturnDocument.AFTER,
         projection={"level": 1, "granted": 1},
     )
-    assert doc is not None  # an upsert returning the document after always has one
-    return doc
+    return found

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
+import time
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from conftest import Api
+from graphql import get_operation_ast, parse
 
 from graph.errors import MASKED_MESSAGE
 from graph.http.app import create_app
+from graph.limits import analyse
+from graph.schema import build_schema
 from graph.settings import Settings
 
 CONTACTS = "{ contacts { totalCount } }"
@@ -60,13 +65,65 @@ async def test_depth_is_limited(strict):
 
 async def test_default_depth_is_ten(api):
     assert Settings().max_depth == 10
-    deep = "{ contacts { nodes { " + "a { " * 9 + "b" + " }" * 9 + " } } }"  # 12 levels
-    body = await api.gql(deep)
-    assert body["data"] is None
-    depth_errors = [e for e in body["errors"] if e["extensions"]["code"] == "QUERY_TOO_DEEP"]
-    assert [e["message"] for e in depth_errors] == [
-        "The query is 12 levels deep; at most 10 are allowed."
+    # contacts > nodes > orders > nodes > contact > … : 12 levels, every one of them real.
+    hop = "orders(first: 1) { nodes { contact { "
+    deep = "{ contacts(first: 1) { nodes { " + hop * 3 + "id" + " } } }" * 3 + " } } }"
+    error = only_error(await api.gql(deep), "QUERY_TOO_DEEP")
+    assert error["message"] == "The query is 12 levels deep; at most 10 are allowed."
+    ten = "{ contacts(first: 1) { nodes { " + hop * 2 + "id" + " } } }" * 2 + " } } }"
+    assert await api.data(ten) == {"contacts": {"nodes": []}}
+
+
+def fragment_bomb(levels: int) -> str:
+    """Each fragment spreads the next three times: naive expansion is 3**levels spreads."""
+    fragments = [
+        f"fragment P{i} on Query {{ ...P{i + 1} ...P{i + 1} ...P{i + 1} }}" for i in range(levels)
     ]
+    return " ".join(
+        ["query { ...P0 }", *fragments, f"fragment P{levels} on Query {{ __typename }}"]
+    )
+
+
+def test_the_checks_walk_each_fragment_once():
+    schema = build_schema()._schema
+    for levels in (10, 14, 18, 30):
+        document = parse(fragment_bomb(levels))
+        shape = analyse(schema, document, get_operation_ast(document))
+        # The operation's selection set and each fragment's, once: linear, not 3**levels.
+        assert shape.selection_sets_walked == levels + 2
+        assert (shape.depth, shape.aliases, shape.cost) == (0, 0, 0)
+
+
+async def test_a_fragment_bomb_from_a_public_key_is_answered_at_once(as_role, http):
+    public = as_role("PUBLIC")
+    for levels in (10, 14, 18, 30):
+        started = time.perf_counter()
+        body = await public.gql(fragment_bomb(levels))
+        elapsed = time.perf_counter() - started
+        assert body["data"] == {"__typename": "Query"}
+        # A guard against a hang, not a benchmark (bench/query_checks.py measures it).
+        assert elapsed < 2, f"{levels} levels took {elapsed:.1f} s"
+    # Meanwhile the server answers everyone else.
+    bomb = asyncio.create_task(public.gql(fragment_bomb(30)))
+    started = time.perf_counter()
+    health = await http.get("/healthz")
+    assert health.status_code == 200
+    assert time.perf_counter() - started < 2
+    assert (await bomb)["data"] == {"__typename": "Query"}
+
+
+def test_depth_and_aliases_count_through_fragments_once():
+    schema = build_schema()._schema
+    document = parse(
+        "{ contacts { ...Page ...Page } } "
+        "fragment Page on ContactConnection { n: nodes { ...Row } e: edges { node { ...Row } } } "
+        "fragment Row on Contact { c: consent { state } }"
+    )
+    shape = analyse(schema, document, get_operation_ast(document))
+    # contacts > edges > node > consent > state
+    assert shape.depth == 5
+    # Each aliased field of the document once, wherever its fragment is spread.
+    assert shape.aliases == 3
 
 
 async def test_aliases_are_limited(api, strict):
@@ -174,7 +231,7 @@ async def test_failures_outside_graphql_are_masked_too(served, keys, monkeypatch
 async def test_get_runs_queries(api):
     response = await api.client.get("/graphql", params={"query": CONTACTS}, headers=api.headers())
     assert response.status_code == 200
-    assert response.json() == {"data": {"contacts": {"totalCount": 0}}}
+    assert response.json()["data"] == {"contacts": {"totalCount": 0}}
 
 
 async def test_get_refuses_mutations_and_writes_nothing(api, database):
