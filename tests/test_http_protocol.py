@@ -229,6 +229,12 @@ async def test_malformed_requests_are_400_json_errors(http, keys, body):
     assert error["message"]
 
 
+async def test_head_is_405(http, keys):
+    response = await http.head("/graphql", params={"query": COUNT}, headers=auth(keys))
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
+
+
 async def test_get_reads_variables_as_json(http, keys):
     query = "query($n: String!) { __type(name: $n) { name } }"
     ok = await http.get(

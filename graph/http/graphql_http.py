@@ -77,6 +77,11 @@ class GraphQLOverHTTP:
         self.persisted_queries = persisted_queries or PersistedQueries()
 
     async def answer(self, request: Request) -> Response:
+        if request.method not in ALLOWED_OPERATIONS:
+            # HEAD, which routing lets through with GET: there is no GraphQL answer without a body.
+            outcome = _problem(405, "GraphQL is served over GET and POST.", "METHOD_NOT_ALLOWED")
+            outcome.headers["Allow"] = "GET, POST"
+            return self._respond(outcome, JSON)
         media_type = response_media_type(request.headers.get("accept"))
         if media_type is None:
             outcome = _problem(
