@@ -61,6 +61,27 @@ def _origins(env: dict[str, str], name: str) -> tuple[str, ...]:
     return tuple(origins)
 
 
+def _public_url(env: dict[str, str], name: str) -> str | None:
+    """The base of links in e-mail: it goes into a mail header as it is, so plain ASCII."""
+    value = (env.get(name) or "").strip().rstrip("/")
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or not value.isascii()
+        or any(c in value for c in ' <>"\\')
+        or not value.isprintable()
+        or parts.query
+        or parts.fragment
+    ):
+        raise SettingsError(
+            f"{name} must be an http(s) URL in plain ASCII (e.g. https://shop.example), got {value!r}"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     mongodb_uri: str | None = None
@@ -104,7 +125,7 @@ class Settings:
             "data_dir": Path(env.get("CONTACTGRAPH_DATA_DIR") or ".contactgraph"),
             "smtp_url": env.get("SMTP_URL") or None,
             "mail_from": env.get("CONTACTGRAPH_MAIL_FROM") or "contactgraph <no-reply@localhost>",
-            "public_url": (env.get("CONTACTGRAPH_PUBLIC_URL") or "").rstrip("/") or None,
+            "public_url": _public_url(env, "CONTACTGRAPH_PUBLIC_URL"),
             "form_rate_per_minute": _int(env, "CONTACTGRAPH_FORM_RATE", 10, 1, 100_000),
             "key_cache_seconds": _int(env, "CONTACTGRAPH_KEY_CACHE_SECONDS", 5, 0, 3600),
             "cors_origins": _origins(env, "CONTACTGRAPH_CORS_ORIGINS"),
@@ -133,4 +154,7 @@ class Settings:
     @property
     def base_url(self) -> str:
         """Where links in e-mail point; the bound address unless a public URL is set."""
-        return self.public_url or f"http://{self.host}:{self.port}"
+        if self.public_url:
+            return self.public_url
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address
+        return f"http://{host}:{self.port}"

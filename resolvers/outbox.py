@@ -79,6 +79,39 @@ class PermanentFailure(Exception):
     pass
 
 
+class VerbatimHeader(str):
+    """A header written as given: plain ASCII, folded only at its spaces, never encoded.
+
+    Python's email package writes a header with a word longer than a line
+    (a URL) as RFC 2047 encoded-words, and mail clients then cannot read the
+    `List-Unsubscribe` URL (RFC 2369 and RFC 8058 want it as it is, in angle
+    brackets). The generator asks a header object with a `name` to fold
+    itself, whatever policy it runs with, so this one keeps its text.
+    """
+
+    name: str
+    MAX_LINE = 998  # RFC 5322: no line may be longer
+
+    def __new__(cls, name: str, value: str) -> VerbatimHeader:
+        if not value.isascii() or not value.isprintable():
+            raise ValueError(f"{name} must be printable ASCII: {value!r}")
+        header = super().__new__(cls, value)
+        header.name = name
+        return header
+
+    def fold(self, *, policy: Any) -> str:
+        limit = policy.max_line_length or self.MAX_LINE
+        first, *rest = str(self).split(" ")
+        lines = [f"{self.name}: {first}"]  # the value starts on the header's own line
+        for word in rest:
+            if len(lines[-1]) + 1 + len(word) > limit:
+                lines.append("")  # continued on the next line, after the space it folds at
+            lines[-1] += f" {word}"
+        if any(len(line) > self.MAX_LINE for line in lines):
+            raise ValueError(f"{self.name} has a word longer than a mail line may be")
+        return policy.linesep.join(lines) + policy.linesep
+
+
 def build_email(message: Doc, sender: str) -> EmailMessage:
     mail = EmailMessage()
     mail["From"] = sender
@@ -90,9 +123,10 @@ def build_email(message: Doc, sender: str) -> EmailMessage:
     body = message["body"]
     url = message.get("unsubscribeUrl")
     if url:
-        mail["List-Unsubscribe"] = f"<{url}>"
-        mail["List-Unsubscribe-Post"] = (
-            "List-Unsubscribe=One-Click"  # RFC 8058: a POST unsubscribes
+        mail["List-Unsubscribe"] = VerbatimHeader("List-Unsubscribe", f"<{url}>")
+        # RFC 8058: a POST of this body to that URL unsubscribes, no page in between.
+        mail["List-Unsubscribe-Post"] = VerbatimHeader(
+            "List-Unsubscribe-Post", "List-Unsubscribe=One-Click"
         )
         body = f"{body}\n\n--\nTo stop receiving these e-mails, unsubscribe: {url}\n"
     mail.set_content(body)
