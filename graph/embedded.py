@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
+import fcntl
 import json
 import os
 import shutil
@@ -18,19 +20,30 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pymongo import MongoClient
-from pymongo.errors import PyMongoError
-
 SERVER_FILE = "server.json"
 START_TIMEOUT_SECONDS = 60.0
+# After a crash the previous database process takes a few seconds to close
+# its files; a new start waits this long for it before giving up.
+RELEASE_WAIT_SECONDS = 15.0
+# WiredTiger holds an fcntl lock on the first byte of this file while it runs.
+LOCK_FILE = "WiredTiger.lock"
+_HELD_BY_ANOTHER = "already being managed by another process"
 
 
 class EmbeddedServerError(RuntimeError):
     pass
+
+
+class DatabaseBusy(EmbeddedServerError):
+    """Another process keeps the data directory's database open."""
+
+
+class NoDatabase(EmbeddedServerError):
+    """A command other than `serve` found no database to work on."""
 
 
 def _executable() -> str:
@@ -59,6 +72,10 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 
 
 def ping(uri: str, timeout_ms: int = 1000) -> bool:
+    # Imported here: `contactgraph --help` and the commands that stop early never load the driver.
+    from pymongo import MongoClient
+    from pymongo.errors import PyMongoError
+
     client: MongoClient = MongoClient(uri, serverSelectionTimeoutMS=timeout_ms)
     try:
         client.admin.command("ping")
@@ -69,12 +86,50 @@ def ping(uri: str, timeout_ms: int = 1000) -> bool:
         client.close()
 
 
-class EmbeddedServer:
-    """One `secantusd-py` child process; `storage` is a directory or ':memory:'."""
+def lock_is_held(storage: Path) -> bool:
+    """Whether a database process (another than this one) has the storage directory open."""
+    try:
+        fd = os.open(storage / LOCK_FILE, os.O_RDWR)
+    except OSError:
+        return False  # no database there yet, or one this process cannot open: the start will say
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+    except OSError as err:
+        if err.errno in (errno.EACCES, errno.EAGAIN):
+            return True
+        raise
+    else:
+        fcntl.lockf(fd, fcntl.LOCK_UN, 1, 0)
+        return False
+    finally:
+        os.close(fd)
 
-    def __init__(self, storage: str | Path, cache_size: str = "256M") -> None:
+
+def has_database(data_dir: Path) -> bool:
+    """Whether `serve` has ever created its database under this data dir."""
+    return (data_dir / "data" / "WiredTiger").is_file()
+
+
+class EmbeddedServer:
+    """One `secantusd-py` child process; `storage` is a directory or ':memory:'.
+
+    A directory still held by a previous database process (one that outlived
+    a crashed `contactgraph` by a few seconds) is waited for, up to
+    `release_wait` seconds; `on_wait` hears once that the start is waiting.
+    """
+
+    def __init__(
+        self,
+        storage: str | Path,
+        cache_size: str = "256M",
+        *,
+        release_wait: float | None = None,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
         self.storage = str(storage)
         self.cache_size = cache_size
+        self.release_wait = RELEASE_WAIT_SECONDS if release_wait is None else release_wait
+        self.on_wait = on_wait
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self._stderr: Any = None
@@ -84,8 +139,33 @@ class EmbeddedServer:
         return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
     def start(self) -> EmbeddedServer:
-        if self.storage != ":memory:":
-            Path(self.storage).mkdir(parents=True, exist_ok=True)
+        if self.storage == ":memory:":
+            return self._start_once()
+        storage = Path(self.storage)
+        storage.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.release_wait
+        told = False
+        while True:
+            if not lock_is_held(storage):
+                try:
+                    return self._start_once()
+                except DatabaseBusy:
+                    pass  # taken between the look and the start: wait like for any other holder
+            if time.monotonic() >= deadline:
+                raise DatabaseBusy(
+                    f"the database in {storage.absolute()} is still in use by another process "
+                    f"after {self.release_wait:g} s; stop that process (another contactgraph "
+                    "or secantusd-py on this data dir) and try again"
+                )
+            if not told and self.on_wait is not None:
+                self.on_wait(
+                    f"Waiting for the previous database process to release {storage.absolute()} "
+                    f"(up to {self.release_wait:g} s) ..."
+                )
+                told = True
+            time.sleep(0.2)
+
+    def _start_once(self) -> EmbeddedServer:
         self.port = free_port()
         # A file, not a pipe: nobody reads the server's output while it runs,
         # and a full pipe would block it. It is read when the start fails.
@@ -119,6 +199,9 @@ class EmbeddedServer:
                 self._stderr.seek(0)
                 err = self._stderr.read().decode(errors="replace")
                 self._close_log()
+                self.process = None
+                if _HELD_BY_ANOTHER in err:
+                    raise DatabaseBusy(f"the database in {self.storage} is in use")
                 raise EmbeddedServerError(
                     f"the embedded database exited at start: {err.strip()[-2000:]}"
                 )
@@ -175,8 +258,14 @@ def running_uri(data_dir: Path) -> str | None:
 
 
 @contextlib.contextmanager
-def database_uri(mongodb_uri: str | None, data_dir: Path) -> Iterator[str]:
-    """MONGODB_URI when set, else the running embedded server, else one started for the block."""
+def database_uri(
+    mongodb_uri: str | None, data_dir: Path, on_wait: Callable[[str], None] | None = None
+) -> Iterator[str]:
+    """MONGODB_URI when set, else the running embedded server, else one started for the block.
+
+    Never a new database: NoDatabase when the data dir holds none, so a
+    command run in the wrong folder says so instead of working on an empty one.
+    """
     if mongodb_uri:
         yield mongodb_uri
         return
@@ -184,5 +273,11 @@ def database_uri(mongodb_uri: str | None, data_dir: Path) -> Iterator[str]:
     if uri:
         yield uri
         return
-    with EmbeddedServer(data_dir / "data") as server:
+    if not has_database(data_dir):
+        raise NoDatabase(
+            f"no database in {data_dir.absolute()}: run this command where `contactgraph serve` "
+            "keeps its data, or name that folder with --data-dir (or CONTACTGRAPH_DATA_DIR), "
+            "or set MONGODB_URI"
+        )
+    with EmbeddedServer(data_dir / "data", on_wait=on_wait) as server:
         yield server.uri

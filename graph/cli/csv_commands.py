@@ -9,27 +9,40 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tqdm import tqdm
-
 from graph.settings import Settings
-from loaders.contacts import SORT_FIELDS
-from loaders.mongo import Database
-from resolvers.shops import get_shop
 
 if TYPE_CHECKING:
+    from loaders.mongo import Database
     from resolvers.imports import ImportReport
 
 # The export and import modules load the whole schema (filters are read as
-# GraphQL input): imported when one of these commands runs, so the other
-# commands start without paying for it.
+# GraphQL input), and the driver comes with them: imported when one of these
+# commands runs, so the others (and --help) start without paying for it.
 
 T = TypeVar("T")
-WithDatabase = Callable[[Settings, Callable[[Database], Awaitable[T]]], T]
+WithDatabase = Callable[[Settings, Callable[["Database"], Awaitable[T]]], T]
+# The names of loaders.contacts.SORT_FIELDS (a test keeps them the same).
+SORT_KEYS = (
+    "CREATED_AT",
+    "EMAIL",
+    "LAST_ORDER_AT",
+    "NAME",
+    "ORDER_COUNT",
+    "TOTAL_SPENT",
+    "UPDATED_AT",
+)
 
 
-def add_parsers(commands: Any, default_shop: str) -> None:
+def _fail(message: str) -> int:
+    print(f"contactgraph: {message}", file=sys.stderr)
+    return 2
+
+
+def add_parsers(commands: Any, default_shop: str, parents: list[argparse.ArgumentParser]) -> None:
     export = commands.add_parser(
-        "export", help="write the shop's contacts (or a selection) to a CSV file"
+        "export",
+        parents=parents,
+        help="write the shop's contacts (or a selection) to a CSV file",
     )
     export.add_argument("--out", required=True, help="the CSV file to write")
     export.add_argument("--shop", default=default_shop)
@@ -41,16 +54,14 @@ def add_parsers(commands: Any, default_shop: str) -> None:
     export.add_argument(
         "--ids", help="comma-separated contact ids (instead of query/filter/segment)"
     )
-    export.add_argument(
-        "--sort-key", default="CREATED_AT", choices=sorted(SORT_FIELDS), type=str.upper
-    )
+    export.add_argument("--sort-key", default="CREATED_AT", choices=SORT_KEYS, type=str.upper)
     export.add_argument("--reverse", action="store_true")
     export.add_argument(
         "--bom", action="store_true", help="start with a UTF-8 byte-order mark (for Excel)"
     )
 
     imp = commands.add_parser(
-        "import", help="import leads from a CSV file with the export's columns"
+        "import", parents=parents, help="import leads from a CSV file with the export's columns"
     )
     imp.add_argument("file", help="the CSV file (UTF-8, with a header row)")
     imp.add_argument("--shop", default=default_shop)
@@ -71,7 +82,10 @@ def run(settings: Settings, args: argparse.Namespace, with_database: WithDatabas
 def export_file(
     settings: Settings, args: argparse.Namespace, with_database: WithDatabase[int]
 ) -> int:
+    from tqdm import tqdm
+
     from graph.http.exports import ExportError, ExportRequest, csv_pieces, export_match
+    from resolvers.shops import get_shop
 
     request = ExportRequest(
         ids=[i.strip() for i in (args.ids or "").split(",") if i.strip()],
@@ -83,22 +97,24 @@ def export_file(
         bom=args.bom,
     )
     if args.ids is not None and not request.ids:
-        print("contactgraph: --ids names no contact", file=sys.stderr)
-        return 2
+        return _fail("--ids names no contact")
     out = Path(args.out)
+    # Before the database: a mistyped path is told at once, and nothing is started for it.
+    if out.is_dir():
+        return _fail(f"{out.absolute()} is a folder: name the CSV file to write")
+    if not out.parent.is_dir():
+        return _fail(f"there is no folder {out.parent.absolute()} to write {out.name} into")
     # Written beside the target and renamed at the end: a failed export leaves no half file.
     partial = out.with_name(out.name + ".part")
 
     async def work(database: Database) -> int:
         shop = await get_shop(database, args.shop)
         if shop is None:
-            print(f"contactgraph: no shop {args.shop!r}", file=sys.stderr)
-            return 2
+            return _fail(f"no shop {args.shop!r}")
         try:
             match = await export_match(database, shop.id, request)
         except ExportError as err:
-            print(f"contactgraph: {err.message}", file=sys.stderr)
-            return 2
+            return _fail(err.message)
         total = await database.contacts.count_documents(match)
         written = 0
         with (
@@ -122,12 +138,20 @@ def export_file(
 def import_file(
     settings: Settings, args: argparse.Namespace, with_database: WithDatabase[int]
 ) -> int:
+    from tqdm import tqdm
+
     from resolvers.imports import import_contacts
+    from resolvers.shops import get_shop
 
     path = Path(args.file)
+    if path.is_dir():
+        return _fail(f"{path.absolute()} is a folder, not a CSV file")
     if not path.is_file():
-        print(f"contactgraph: no file {str(path)!r}", file=sys.stderr)
-        return 2
+        return _fail(f"there is no file {path.absolute()}")
+    # Read once before the database is touched: an unreadable file is an
+    # OSError the command reports in one line.
+    with path.open("rb") as readable:
+        readable.read(1)
 
     def open_stream() -> Any:
         # utf-8-sig: a byte-order mark (as Excel writes) is not part of the first column's name.
@@ -135,8 +159,7 @@ def import_file(
 
     async def work(database: Database) -> int:
         if await get_shop(database, args.shop) is None:
-            print(f"contactgraph: no shop {args.shop!r}", file=sys.stderr)
-            return 2
+            return _fail(f"no shop {args.shop!r}")
         bar: tqdm[Any] | None = None
 
         def progress(done: int, total: int) -> None:

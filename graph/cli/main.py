@@ -1,4 +1,16 @@
-"""The `contactgraph` command: serve, keys, shops, seed, export, import."""
+"""The `contactgraph` command: serve, keys, shops, seed, export, import.
+
+A command never guesses its database. It uses MONGODB_URI when set, else
+the embedded database under the data dir (`--data-dir`, before or after the
+command's name, or CONTACTGRAPH_DATA_DIR, or ./.contactgraph): the server
+a running `serve` recorded there, or, when serve is not running, one started
+for the command. Only `serve` creates a database; every other command stops
+with a message naming the folder it looked in.
+
+Nothing but argparse and the settings is loaded before the arguments are
+read: the driver, the schema and the database code come with the command
+that needs them, so `contactgraph --help` answers at once.
+"""
 
 from __future__ import annotations
 
@@ -11,29 +23,33 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from graph.cli import csv_commands
-from graph.embedded import EmbeddedServer, database_uri, forget_running, record_running
 from graph.settings import Settings, SettingsError
-from loaders.mongo import Database, connect, ensure_indexes
-from resolvers.shops import (
-    Role,
-    ShopError,
-    create_key,
-    ensure_shop,
-    list_keys,
-    revoke_key,
-    rotate_webhook_secret,
-    webhook_secret,
-)
+
+if TYPE_CHECKING:
+    from loaders.mongo import Database
 
 T = TypeVar("T")
 DEMO_SHOP = "demo"
+# The roles of resolvers.shops.Role, named here so that reading the command
+# line loads no database code (a test keeps the two the same).
+ROLES = ("ADMIN", "STAFF", "READER", "INGEST", "PUBLIC")
+KEY_PREFIX = "cg_"
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
-    """Run `work` against MONGODB_URI, the running embedded server, or one started for it."""
+    """Run `work` against MONGODB_URI, the running embedded server, or one started for it.
+
+    NoDatabase (from graph.embedded) when the data dir holds no database.
+    """
+    from graph.embedded import database_uri
+    from loaders.mongo import Database, connect, ensure_indexes
 
     async def run(uri: str) -> T:
         client = connect(uri, serverSelectionTimeoutMS=10_000)
@@ -44,12 +60,14 @@ def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]])
         finally:
             await client.close()
 
-    with database_uri(settings.mongodb_uri, settings.data_dir) as uri:
+    with database_uri(settings.mongodb_uri, settings.data_dir, on_wait=_say) as uri:
         return asyncio.run(run(uri))
 
 
 async def bootstrap(database: Database) -> str | None:
     """The demo shop and its first ADMIN key, on the very first start only."""
+    from resolvers.shops import Role, create_key, ensure_shop
+
     await ensure_shop(database, DEMO_SHOP, name="Demo shop")
     if await database.api_keys.count_documents({"shopId": DEMO_SHOP}, limit=1):
         return None
@@ -60,16 +78,15 @@ async def bootstrap(database: Database) -> str | None:
 def serve(settings: Settings, workers: int) -> int:
     import uvicorn
 
+    from graph.embedded import EmbeddedServer, forget_running, record_running, running_uri
+
     server: EmbeddedServer | None = None
     if not settings.mongodb_uri:
-        if (settings.data_dir / "server.json").exists():
-            from graph.embedded import running_uri
-
-            if running_uri(settings.data_dir):
-                print(f"contactgraph is already running on {settings.data_dir}", file=sys.stderr)
-                return 1
+        if running_uri(settings.data_dir):
+            _say(f"contactgraph is already running on {settings.data_dir.absolute()}")
+            return 1
         print(f"Starting the embedded database in {settings.data_dir / 'data'} ...", flush=True)
-        server = EmbeddedServer(settings.data_dir / "data").start()
+        server = EmbeddedServer(settings.data_dir / "data", on_wait=_say).start()
         settings = replace(settings, mongodb_uri=server.uri)
         record_running(settings.data_dir, server.uri)
     try:
@@ -79,9 +96,12 @@ def serve(settings: Settings, workers: int) -> int:
             print(f"Admin key: {admin_key}")
         print(f"Playground: http://{settings.host}:{settings.port}/graphql", flush=True)
         # Workers build the app from the environment (uvicorn's factory), so
-        # hand them the database this process chose.
+        # hand them the database this process chose, and the address it
+        # listens on (the default base of links in e-mail).
         os.environ["MONGODB_URI"] = settings.mongodb_uri or ""
         os.environ["CONTACTGRAPH_DATABASE"] = settings.database
+        os.environ["CONTACTGRAPH_HOST"] = settings.host
+        os.environ["CONTACTGRAPH_PORT"] = str(settings.port)
         config = uvicorn.Config(
             "graph.http.app:app_from_env",
             factory=True,
@@ -142,20 +162,47 @@ def _serve_one(config: Any) -> None:
     Server(config).run()
 
 
-def keys_create(settings: Settings, shop: str, role: str, name: str) -> int:
-    async def work(database: Database) -> str:
-        _, created = await ensure_shop(database, shop)
-        if created:
-            print(f"Created shop {shop!r}.")
-        _, raw = await create_key(database, shop, Role(role), name)
-        return raw
+def keys_create(settings: Settings, shop: str, role: str, name: str, create_shop: bool) -> int:
+    """Print the key's id, name, role and shop, then the key alone on the last line."""
+    from resolvers.shops import ApiKey, Role, create_key, ensure_shop, get_shop
 
-    print(_with_database(settings, work))
+    async def work(database: Database) -> tuple[ApiKey, str, bool] | None:
+        created = False
+        if create_shop:
+            _, created = await ensure_shop(database, shop)
+        elif await get_shop(database, shop) is None:
+            return None
+        key, raw = await create_key(database, shop, Role(role), name)
+        return key, raw, created
+
+    made = _with_database(settings, work)
+    if made is None:
+        _say(f"contactgraph: no shop {shop!r} (add --create-shop to create it)")
+        return 2
+    key, raw, created = made
+    if created:
+        print(f"Created shop {shop!r}.")
+    print(f"Key id: {key.id}")
+    print(f"Name:   {key.name}")
+    print(f"Role:   {key.role.value}")
+    print(f"Shop:   {key.shop_id}")
+    print("The key is shown once; keep it:")
+    print(raw)
     return 0
 
 
 def keys_list(settings: Settings, shop: str) -> int:
-    rows = _with_database(settings, lambda database: list_keys(database, shop))
+    from resolvers.shops import get_shop, list_keys
+
+    async def work(database: Database) -> list[dict[str, Any]] | None:
+        if await get_shop(database, shop) is None:
+            return None
+        return await list_keys(database, shop)
+
+    rows = _with_database(settings, work)
+    if rows is None:
+        _say(f"contactgraph: no shop {shop!r}")
+        return 2
     if not rows:
         print(f"No keys in shop {shop!r}.")
     for row in rows:
@@ -164,16 +211,46 @@ def keys_list(settings: Settings, shop: str) -> int:
     return 0
 
 
-def keys_revoke(settings: Settings, key_id: str) -> int:
-    if _with_database(settings, lambda database: revoke_key(database, key_id)):
-        print(f"Revoked {key_id}. It stops working within {settings.key_cache_seconds} s.")
+def keys_revoke(settings: Settings, key_or_id: str) -> int:
+    """Revoke a key named by its id (as `keys list` and `keys create` show it) or by the key itself."""
+    from bson import ObjectId
+    from bson.errors import InvalidId
+
+    from resolvers.shops import hash_key, revoke_key
+
+    given = key_or_id.strip()
+    if given.startswith(KEY_PREFIX):
+        where: dict[str, Any] = {"hash": hash_key(given)}
+        named = "such key"
+    else:
+        try:
+            where = {"_id": ObjectId(given)}
+        except (InvalidId, TypeError):
+            _say(f"contactgraph: {given!r} is neither a key id nor a key")
+            return 2
+        named = f"key {given}"
+
+    async def work(database: Database) -> tuple[dict[str, Any] | None, bool]:
+        doc = await database.api_keys.find_one(where, {"hash": 0})
+        if doc is None or doc.get("revokedAt") is not None:
+            return doc, False
+        return doc, await revoke_key(database, str(doc["_id"]))
+
+    doc, revoked = _with_database(settings, work)
+    if doc is None:
+        _say(f"contactgraph: there is no {named}")
+        return 1
+    about = f"key {doc['_id']} ({doc['name']}, {doc['role']}, shop {doc['shopId']})"
+    if not revoked:
+        print(f"The {about} was already revoked.")
         return 0
-    print(f"No active key {key_id!r}.", file=sys.stderr)
-    return 1
+    print(f"Revoked {about}. It stops working within {settings.key_cache_seconds} s.")
+    return 0
 
 
 def shops_webhook_secret(settings: Settings, shop: str, rotate: bool) -> int:
     """Print the shop's order webhook secret (`whsec_…`, alone on stdout); `rotate` makes a new one."""
+    from resolvers.shops import rotate_webhook_secret, webhook_secret
 
     async def work(database: Database) -> str | None:
         if not rotate:
@@ -205,95 +282,145 @@ def seed(settings: Settings, shop: str, contacts: int, orders_per_contact: int) 
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
-        prog="contactgraph", description="A GraphQL API for a web shop's contacts."
+    # --data-dir is read wherever it stands: every (sub)command takes it, and
+    # SUPPRESS keeps a command that was not given it from overwriting another's.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-dir",
+        default=argparse.SUPPRESS,
+        help="the folder where `serve` keeps the embedded database "
+        "(CONTACTGRAPH_DATA_DIR, default ./.contactgraph)",
     )
-    top.add_argument(
-        "--data-dir", help="where the embedded database keeps its data (CONTACTGRAPH_DATA_DIR)"
+    top = argparse.ArgumentParser(
+        prog="contactgraph",
+        description="A GraphQL API for a web shop's contacts.",
+        parents=[common],
     )
     commands = top.add_subparsers(dest="command", required=True)
 
     serve_cmd = commands.add_parser(
-        "serve", help="run the API (and the embedded database unless MONGODB_URI is set)"
+        "serve",
+        parents=[common],
+        help="run the API (and the embedded database unless MONGODB_URI is set)",
     )
     serve_cmd.add_argument("--host", help="address to bind (CONTACTGRAPH_HOST, default 127.0.0.1)")
     serve_cmd.add_argument("--port", type=int, help="port (CONTACTGRAPH_PORT, default 8000)")
-    serve_cmd.add_argument("--data-dir", dest="serve_data_dir", help=argparse.SUPPRESS)
     serve_cmd.add_argument(
         "--workers", type=int, default=1, help="uvicorn worker processes (default 1)"
     )
 
-    keys = commands.add_parser("keys", help="API keys").add_subparsers(
+    keys = commands.add_parser("keys", parents=[common], help="API keys").add_subparsers(
         dest="keys_command", required=True
     )
-    create = keys.add_parser("create", help="create a key; prints it on the last line")
+    create = keys.add_parser(
+        "create",
+        parents=[common],
+        help="create a key; prints its id, name, role and shop, then the key on the last line",
+    )
     create.add_argument("--shop", required=True)
-    create.add_argument("--role", required=True, choices=[r.value for r in Role], type=str.upper)
+    create.add_argument("--role", required=True, choices=ROLES, type=str.upper)
     create.add_argument(
         "--name", required=True, help="shown as the author of notes and consent changes"
     )
-    listing = keys.add_parser("list", help="list a shop's keys")
+    create.add_argument(
+        "--create-shop", action="store_true", help="create the shop if it does not exist yet"
+    )
+    listing = keys.add_parser("list", parents=[common], help="list a shop's keys")
     listing.add_argument("--shop", required=True)
-    revoke = keys.add_parser("revoke", help="revoke a key by its id")
-    revoke.add_argument("key_id")
+    revoke = keys.add_parser("revoke", parents=[common], help="revoke a key")
+    revoke.add_argument("key", metavar="KEY_ID_OR_KEY", help="the key's id, or the key itself")
 
-    shops = commands.add_parser("shops", help="shops").add_subparsers(
+    shops = commands.add_parser("shops", parents=[common], help="shops").add_subparsers(
         dest="shops_command", required=True
     )
     secret = shops.add_parser(
-        "webhook-secret", help="print (or --rotate) the shop's order webhook secret"
+        "webhook-secret",
+        parents=[common],
+        help="print (or --rotate) the shop's order webhook secret",
     )
     secret.add_argument("--shop", required=True)
     secret.add_argument("--rotate", action="store_true")
 
-    seed_cmd = commands.add_parser("seed", help="fill a shop with realistic fake contacts")
+    seed_cmd = commands.add_parser(
+        "seed", parents=[common], help="fill a shop with realistic fake contacts"
+    )
     seed_cmd.add_argument("--shop", default=DEMO_SHOP)
     seed_cmd.add_argument("--contacts", type=int, required=True)
     seed_cmd.add_argument("--orders-per-contact", type=int, default=0)
-    csv_commands.add_parsers(commands, DEMO_SHOP)
+    csv_commands.add_parsers(commands, DEMO_SHOP, [common])
     return top
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    data_dir = getattr(args, "data_dir", None)
+    if data_dir is not None:
+        if not data_dir.strip():
+            raise SettingsError("--data-dir names no folder")
+        overrides["data_dir"] = Path(data_dir)
+    if args.command == "serve":
+        overrides.update(host=args.host, port=args.port)
+    return Settings.from_env(**overrides)
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "serve":
+        if not 1 <= args.workers <= 64:
+            _say("contactgraph: --workers must be between 1 and 64")
+            return 2
+        return serve(settings, args.workers)
+    if args.command == "keys":
+        if args.keys_command == "create":
+            return keys_create(settings, args.shop, args.role, args.name, args.create_shop)
+        if args.keys_command == "list":
+            return keys_list(settings, args.shop)
+        return keys_revoke(settings, args.key)
+    if args.command == "shops":
+        return shops_webhook_secret(settings, args.shop, args.rotate)
+    if args.command in ("export", "import"):
+        return csv_commands.run(settings, args, _with_database)
+    if args.command == "seed":
+        if args.contacts < 0 or args.orders_per_contact < 0:
+            _say("contactgraph: counts must not be negative")
+            return 2
+        return seed(settings, args.shop, args.contacts, args.orders_per_contact)
+    return 2
+
+
+def _file_problem(err: OSError) -> str:
+    if err.filename is None:
+        return str(err)
+    reason = err.strerror or type(err).__name__
+    return f"{reason}: {Path(os.fsdecode(err.filename)).absolute()}"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        overrides: dict[str, Any] = {}
-        data_dir = getattr(args, "serve_data_dir", None) or args.data_dir
-        if data_dir:
-            overrides["data_dir"] = Path(data_dir)
-        if args.command == "serve":
-            overrides.update(host=args.host, port=args.port)
-        settings = Settings.from_env(**overrides)
+        settings = _settings(args)
     except SettingsError as err:
-        print(f"contactgraph: {err}", file=sys.stderr)
+        _say(f"contactgraph: {err}")
         return 2
+    from graph.embedded import EmbeddedServerError, NoDatabase
+    from resolvers.shops import ShopError
+
     try:
-        if args.command == "serve":
-            if not 1 <= args.workers <= 64:
-                print("contactgraph: --workers must be between 1 and 64", file=sys.stderr)
-                return 2
-            return serve(settings, args.workers)
-        if args.command == "keys":
-            if args.keys_command == "create":
-                return keys_create(settings, args.shop, args.role, args.name)
-            if args.keys_command == "list":
-                return keys_list(settings, args.shop)
-            return keys_revoke(settings, args.key_id)
-        if args.command == "shops":
-            return shops_webhook_secret(settings, args.shop, args.rotate)
-        if args.command in ("export", "import"):
-            return csv_commands.run(settings, args, _with_database)
-        if args.command == "seed":
-            if args.contacts < 0 or args.orders_per_contact < 0:
-                print("contactgraph: counts must not be negative", file=sys.stderr)
-                return 2
-            return seed(settings, args.shop, args.contacts, args.orders_per_contact)
+        return _run(args, settings)
+    except NoDatabase as err:
+        _say(f"contactgraph: {err}")
+        return 2
+    except EmbeddedServerError as err:
+        _say(f"contactgraph: {err}")
+        return 1
     except ShopError as err:
-        print(f"contactgraph: {err}", file=sys.stderr)
+        _say(f"contactgraph: {err}")
+        return 2
+    except OSError as err:
+        # A file that cannot be read or written (the CSV commands, the data dir).
+        _say(f"contactgraph: {_file_problem(err)}")
         return 2
     except KeyboardInterrupt:
         return 130
-    return 2
 
 
 if __name__ == "__main__":
