@@ -62,8 +62,8 @@ async def test_data_still_needs_a_key_and_other_clients_get_no_page(http, keys):
 
 async def test_the_page_loads_nothing_from_elsewhere(http, database):
     page = (await http.get("/graphql", headers=BROWSER)).text
-    # Every linked file is one of ours, by relative URL; the icon is inline.
-    assert [url.split("?v=")[0] for url in linked(page)] == ["data:,"] + [
+    # Every linked file is one of ours, by relative URL.
+    assert [url.split("?v=")[0] for url in linked(page)] == ["playground/favicon.svg"] + [
         f"playground/{name}" for name in (*STYLES, *SCRIPTS)
     ]
     assert "//" not in page, "an absolute or protocol-relative URL"
@@ -85,13 +85,13 @@ async def test_the_page_lets_the_browser_reach_only_this_server(http, database):
 async def test_every_linked_file_is_served_with_its_type_and_a_long_cache(http, database):
     page = (await http.get("/graphql", headers=BROWSER)).text
     for url in linked(page):
-        if url == "data:,":
-            continue
         name = url.removeprefix("playground/").split("?")[0]
         response = await http.get(f"/{url}", headers={"Accept-Encoding": "identity"})
         assert response.status_code == 200, url
-        expected = "text/javascript" if name.endswith(".js") else "text/css"
-        assert response.headers["content-type"] == f"{expected}; charset=utf-8"
+        expected = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
+        assert response.headers["content-type"] == expected.get(
+            name.rsplit(".", 1)[1], "image/svg+xml"
+        )
         assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
         assert response.headers["x-content-type-options"] == "nosniff"
         assert "content-encoding" not in response.headers

@@ -44,6 +44,7 @@ _CONTENT_TYPES = {
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
     ".md": _TEXT,
+    ".svg": "image/svg+xml",
 }
 # Licenses and the version list are served too, so what the page runs can be checked from it.
 _TEXT_NAMES = ("LICENSE", "VERSIONS")
@@ -154,7 +155,7 @@ def page_html() -> str:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
 <title>contactgraph playground</title>
-<link rel="icon" href="data:,">
+<link rel="icon" href="{html.escape(asset_url("favicon.svg"))}">
 {styles}
 </head>
 <body>
