@@ -41,7 +41,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from bson import ObjectId
-from pymongo.errors import OperationFailure, PyMongoError
+from pymongo.errors import PyMongoError
 
 from resolvers.clock import now
 
@@ -103,30 +103,21 @@ def sort_key(item: dict[str, Any]) -> tuple[dt.datetime, ObjectId]:
     return item["at"], item["_id"]
 
 
-def is_transient(error: PyMongoError) -> bool:
-    return isinstance(error, OperationFailure) and error.has_error_label(
-        "TransientTransactionError"
-    )
-
-
 async def in_transaction(database: Any, work: Callable[[Any], Awaitable[T]]) -> T:
-    """Run `work(session)` in a transaction, again (after a random pause) when it conflicts.
+    """Run `work(session)` in one transaction, retried as MongoDB's transaction rules require.
 
-    Snapshot isolation makes a transaction that read a document another
-    write changed since fail with a write conflict instead of overwriting
-    it; the retry then sees the new state.
+    `ClientSession.with_transaction` runs the whole of `work` again (after a
+    growing, jittered pause) whenever the transaction fails with the
+    TransientTransactionError label: a write conflict under snapshot
+    isolation, but also a connection dropped mid-transaction, which PyMongo
+    raises as ConnectionFailure. A commit whose outcome is unknown
+    (UnknownTransactionCommitResult) is retried as a commit, never reported
+    as a failure when it may have happened. It gives up after 120 seconds.
+    So `work` may run more than once: it must only write through `session`
+    and compute its result afresh each time.
     """
-    for attempt in range(TRANSACTION_ATTEMPTS):
-        try:
-            async with database.client.start_session() as session:
-                async with await session.start_transaction():
-                    return await work(session)
-        except PyMongoError as error:
-            if not is_transient(error) or attempt == TRANSACTION_ATTEMPTS - 1:
-                raise
-        # Jitter: writers that collided must not collide again in lockstep.
-        await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
-    raise AssertionError("unreachable")
+    async with database.client.start_session() as session:
+        return await session.with_transaction(work)
 
 
 class _NothingToMove(Exception):
