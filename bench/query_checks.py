@@ -15,7 +15,9 @@ Prints one JSON document:
 - neighbours: a shop of --contacts contacts pages through `contacts(first: 50)`
   alone, then while another shop's READER key spends its whole bucket on
   contactStats reports (4 per request, 804 points) from --attackers clients;
-  p50/p95 of the page in both phases and their ratio (target <= 2).
+  p50/p95 of the page in both phases and their ratio (target <= 2). With
+  --contrast, the same load once more against a server whose budget never
+  runs out.
 
 The API runs with the production budget (CONTACTGRAPH_COST_LIMIT 1000,
 CONTACTGRAPH_THROTTLE_BUCKET 2000, CONTACTGRAPH_THROTTLE_RESTORE 100) unless
@@ -97,6 +99,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--pages", type=int, default=60, help="timed pages per neighbours phase (default 60)"
     )
     parser.add_argument(
+        "--page-every",
+        type=float,
+        default=0.6,
+        help="seconds from one page to the next: a page is 52 points, so at the default restore "
+        "rate of 100 per second 0.6 s keeps the paging key within its own budget (default 0.6)",
+    )
+    parser.add_argument(
         "--attackers",
         type=int,
         default=4,
@@ -104,6 +113,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--skip-neighbours", action="store_true", help="only the in-process and round-trip timings"
+    )
+    parser.add_argument(
+        "--contrast",
+        action="store_true",
+        help="also run the loaded phase against a server whose budget never runs out",
     )
     return parser.parse_args(argv)
 
@@ -238,7 +252,8 @@ async def bomb_over_http(port: int, key: str, repeat: int) -> dict[str, Any]:
         await connection.close()
 
 
-async def page_latencies(port: int, key: str, pages: int) -> dict[str, Any]:
+async def page_latencies(port: int, key: str, pages: int, every: float = 0.0) -> dict[str, Any]:
+    """Pages one after the other, each started `every` seconds after the last (or at once)."""
     connection = await harness.HttpConnection(port).open()
     request = harness.graphql_request(PAGE, key)
     samples: list[float] = []
@@ -247,11 +262,14 @@ async def page_latencies(port: int, key: str, pages: int) -> dict[str, Any]:
         for _ in range(pages):
             started = time.perf_counter()
             status, _body = await connection.request(request)
+            done = time.perf_counter()
+            if every:
+                await asyncio.sleep(max(0.0, started + every - time.perf_counter()))
             if status == 429:
                 refused += 1
                 continue
             harness.check_graphql(status, _body)
-            samples.append(time.perf_counter() - started)
+            samples.append(done - started)
     finally:
         await connection.close()
     result = summary(samples)
@@ -283,40 +301,69 @@ async def spend_whole_bucket(
     return counts
 
 
+async def _loaded_phase(
+    api: harness.ApiServer, page_key: str, reports_key: str, args: argparse.Namespace
+) -> tuple[dict[str, Any], dict[str, int], float]:
+    stop = asyncio.Event()
+    attack = asyncio.create_task(spend_whole_bucket(api.port, reports_key, args.attackers, stop))
+    await asyncio.sleep(0.2)
+    started = time.perf_counter()
+    loaded = await page_latencies(api.port, page_key, args.pages, args.page_every)
+    seconds = time.perf_counter() - started
+    stop.set()
+    return loaded, await attack, round(seconds, 1)
+
+
 async def neighbours(
     server: harness.DatabaseServer, database: Any, args: argparse.Namespace
 ) -> dict[str, Any]:
     from resolvers.shops import Role, create_key
 
-    _, reader = await create_key(database, OTHER, Role.READER, "Reports")
+    async def key(shop: str, role: Role, name: str) -> str:
+        # Fresh keys per phase: each phase starts with full buckets.
+        return (await create_key(database, shop, role, name))[1]
+
     with harness.ApiServer(server, workers=1, key_cache_seconds=3600) as api:
-        # Fresh keys per phase: each phase starts with a full bucket.
-        _, quiet_key = await create_key(database, SHOP, Role.ADMIN, "Quiet phase")
-        _, loaded_key = await create_key(database, SHOP, Role.ADMIN, "Loaded phase")
-        await page_latencies(api.port, quiet_key, 5)  # warm-up
+        quiet = await key(SHOP, Role.ADMIN, "Quiet phase")
+        await page_latencies(api.port, quiet, 5)  # warm-up
         log(f"neighbours: {args.pages} pages alone ...")
-        alone = await page_latencies(api.port, quiet_key, args.pages)
+        alone = await page_latencies(api.port, quiet, args.pages, args.page_every)
         log(
             f"neighbours: {args.pages} pages while {args.attackers} clients spend the other key ..."
         )
-        stop = asyncio.Event()
-        attack = asyncio.create_task(spend_whole_bucket(api.port, reader, args.attackers, stop))
-        await asyncio.sleep(0.2)
-        loaded_started = time.perf_counter()
-        loaded = await page_latencies(api.port, loaded_key, args.pages)
-        loaded_seconds = time.perf_counter() - loaded_started
-        stop.set()
-        spent = await attack
-    return {
+        loaded, spent, seconds = await _loaded_phase(
+            api, await key(SHOP, Role.ADMIN, "Loaded"), await key(OTHER, Role.READER, "R"), args
+        )
+    result: dict[str, Any] = {
         "page": PAGE,
         "report": REPORT,
         "page_alone": alone,
         "page_while_other_key_spends": loaded,
-        "loaded_phase_seconds": round(loaded_seconds, 1),
+        "loaded_phase_seconds": seconds,
         "other_key_requests": spent,
         "p50_ratio": ratio(loaded.get("median_ms"), alone.get("median_ms")),
         "p95_ratio": ratio(loaded.get("p95_ms"), alone.get("p95_ms")),
     }
+    if args.contrast:
+        # The same load against a server whose budget never runs out: what the throttle buys.
+        budget = os.environ["CONTACTGRAPH_THROTTLE_BUCKET"]
+        os.environ["CONTACTGRAPH_THROTTLE_BUCKET"] = str(100_000_000)
+        try:
+            with harness.ApiServer(server, workers=1, key_cache_seconds=3600) as api:
+                log(f"neighbours: {args.pages} pages while the other key has no budget ...")
+                unthrottled, spent, seconds = await _loaded_phase(
+                    api, await key(SHOP, Role.ADMIN, "C"), await key(OTHER, Role.READER, "C"), args
+                )
+        finally:
+            os.environ["CONTACTGRAPH_THROTTLE_BUCKET"] = budget
+        result["contrast_without_throttle"] = {
+            "page_while_other_key_is_unlimited": unthrottled,
+            "loaded_phase_seconds": seconds,
+            "other_key_requests": spent,
+            "p50_ratio": ratio(unthrottled.get("median_ms"), alone.get("median_ms")),
+            "p95_ratio": ratio(unthrottled.get("p95_ms"), alone.get("p95_ms")),
+        }
+    return result
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -380,6 +427,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     if "neighbours" in result:
         result["summary"]["neighbour_p50_ratio"] = result["neighbours"]["p50_ratio"]
         result["summary"]["neighbour_p95_ratio"] = result["neighbours"]["p95_ratio"]
+        if "contrast_without_throttle" in result["neighbours"]:
+            contrast = result["neighbours"]["contrast_without_throttle"]
+            result["summary"]["unthrottled_neighbour_p50_ratio"] = contrast["p50_ratio"]
+            result["summary"]["unthrottled_neighbour_p95_ratio"] = contrast["p95_ratio"]
     return result
 
 
