@@ -116,10 +116,12 @@ INDEXES: dict[str, list[IndexModel]] = {
         # By id within the shop: the embedded server does not use the _id index for
         # {shopId, _id} and scans the collection (100 ms at 1,000 contacts) without this.
         IndexModel([("shopId", ASCENDING), ("_id", ASCENDING)]),
+        # emailKey too: the unique (shopId, emailKey) index cannot serve a sort on
+        # (emailKey, _id), as MongoDB does not reason from uniqueness, so an
+        # EMAIL page or export without it sorts the whole shop.
         *[
             IndexModel([("shopId", ASCENDING), (field, ASCENDING), ("_id", ASCENDING)])
             for field in CONTACT_SORT_FIELDS
-            if field != "emailKey"
         ],
         IndexModel([("shopId", ASCENDING), ("searchTerms", ASCENDING)]),
         IndexModel([("shopId", ASCENDING), ("labelKeys", ASCENDING)]),

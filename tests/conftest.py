@@ -8,6 +8,7 @@ dropped at the end.
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,9 @@ class CommandCounter(monitoring.CommandListener):
         self.names: list[str] = []
         # (command, collection) pairs, e.g. ("find", "contacts"), in the order sent.
         self.calls: list[tuple[str, object]] = []
+        # The newest command documents as sent, for tests of what a query or
+        # update asks of the server (its plan, its oplog entry, its size).
+        self.sent: deque[tuple[str, object, dict]] = deque(maxlen=500)
         self.enabled = True
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
@@ -44,6 +48,7 @@ class CommandCounter(monitoring.CommandListener):
             # getMore names its collection apart; every other command under its own name.
             target = event.command.get("collection" if name == "getMore" else name)
             self.calls.append((name, target))
+            self.sent.append((name, target, dict(event.command)))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -54,6 +59,11 @@ class CommandCounter(monitoring.CommandListener):
     def reset(self) -> None:
         self.names.clear()
         self.calls.clear()
+        self.sent.clear()
+
+    def documents(self, name: str, collection: str) -> list[dict]:
+        """The documents of the commands `name` sent to `collection`, oldest first."""
+        return [doc for n, target, doc in self.sent if n == name and target == collection]
 
     def on(self, collection: str) -> list[str]:
         """The commands sent to one collection, by name."""
