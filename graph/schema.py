@@ -16,6 +16,7 @@ from strawberry.types import ExecutionContext
 from graph.attribute_resolvers import use_attribute_resolvers
 from graph.errors import is_unexpected
 from graph.field_rights import RightsExecutor
+from graph.http.request_log import OperationObserver
 from graph.limits import QueryChecks
 from graph.operations.activity import ActivityMutation, ActivitySubscription
 from graph.operations.consent import ConsentMutation
@@ -85,6 +86,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: ParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
         lambda: QueryChecks(settings),
+        # Names each operation in its request's log line; counts open subscriptions.
+        OperationObserver,
     ]
     schema = ContactgraphSchema(
         query=Query,

@@ -82,6 +82,23 @@ def _public_url(env: dict[str, str], name: str) -> str | None:
     return value
 
 
+def _log_format(env: dict[str, str], name: str) -> str:
+    value = (env.get(name) or "plain").strip().lower()
+    if value not in ("plain", "json"):
+        raise SettingsError(f"{name} must be plain or json, got {value!r}")
+    return value
+
+
+def _metrics_token(env: dict[str, str], name: str) -> str | None:
+    value = env.get(name) or None
+    if value is not None and (
+        len(value) < 16 or not value.isascii() or not value.isprintable() or " " in value
+    ):
+        # It guards the metrics of every shop: a short one could be guessed.
+        raise SettingsError(f"{name} must be at least 16 printable ASCII characters, no spaces")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     mongodb_uri: str | None = None
@@ -113,6 +130,12 @@ class Settings:
     outbox_retry_first_seconds: float = 2.0
     outbox_retry_max_seconds: float = 300.0
     outbox_give_up_hours: float = 72.0
+    # Operating it: log lines as plain text or JSON, the bearer token of
+    # /metrics (unset: no /metrics), and how long a stopping server lets
+    # requests in flight finish.
+    log_format: str = "plain"
+    metrics_token: str | None = None
+    shutdown_grace_seconds: int = 20
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -133,6 +156,9 @@ class Settings:
             "cost_limit": _int(env, "CONTACTGRAPH_COST_LIMIT", 1_000, 1, 1_000_000),
             "throttle_bucket": _int(env, "CONTACTGRAPH_THROTTLE_BUCKET", 2_000, 1, 100_000_000),
             "throttle_restore": _int(env, "CONTACTGRAPH_THROTTLE_RESTORE", 100, 1, 100_000_000),
+            "log_format": _log_format(env, "CONTACTGRAPH_LOG_FORMAT"),
+            "metrics_token": _metrics_token(env, "CONTACTGRAPH_METRICS_TOKEN"),
+            "shutdown_grace_seconds": _int(env, "CONTACTGRAPH_SHUTDOWN_SECONDS", 20, 1, 3600),
         }
         if values["cost_limit"] > values["throttle_bucket"]:  # type: ignore[operator]
             # An operation costing more than the whole bucket could never run.

@@ -18,8 +18,10 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -79,22 +81,31 @@ def serve(settings: Settings, workers: int) -> int:
     import uvicorn
 
     from graph.embedded import EmbeddedServer, forget_running, record_running, running_uri
+    from graph.log_setup import configure_logging, logging_config
 
+    configure_logging(settings.log_format)
+    # In JSON mode every line of the output is a log record a log system can read.
+    announce = _log_info if settings.log_format == "json" else _print
     server: EmbeddedServer | None = None
+    metrics_dir = _metrics_dir(workers)
     if not settings.mongodb_uri:
         if running_uri(settings.data_dir):
             _say(f"contactgraph is already running on {settings.data_dir.absolute()}")
             return 1
-        print(f"Starting the embedded database in {settings.data_dir / 'data'} ...", flush=True)
+        announce(f"Starting the embedded database in {settings.data_dir / 'data'} ...")
         server = EmbeddedServer(settings.data_dir / "data", on_wait=_say).start()
         settings = replace(settings, mongodb_uri=server.uri)
         record_running(settings.data_dir, server.uri)
     try:
-        admin_key = _with_database(settings, bootstrap)
-        if admin_key:
-            print("Created shop 'demo' with an ADMIN key (shown once; keep it):")
-            print(f"Admin key: {admin_key}")
-        print(f"Playground: http://{settings.host}:{settings.port}/graphql", flush=True)
+        if settings.log_format == "json":
+            # Logs a log system keeps must not hold a key: no demo key is made here.
+            _with_database(settings, _hint_first_key)
+        else:
+            admin_key = _with_database(settings, bootstrap)
+            if admin_key:
+                print("Created shop 'demo' with an ADMIN key (shown once; keep it):")
+                print(f"Admin key: {admin_key}")
+        announce(f"Playground: http://{settings.host}:{settings.port}/graphql")
         # Workers build the app from the environment (uvicorn's factory), so
         # hand them the database this process chose, and the address it
         # listens on (the default base of links in e-mail).
@@ -111,7 +122,12 @@ def serve(settings: Settings, workers: int) -> int:
             loop="uvloop",
             http="httptools",
             log_level="info",
-            timeout_graceful_shutdown=10,
+            log_config=logging_config(settings.log_format),
+            # The request line (graph/http/request_log.py) replaces the access
+            # log, which would write query strings and unsubscribe tokens.
+            access_log=False,
+            # On SIGTERM: stop accepting, let requests in flight finish for this long.
+            timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         )
         if workers > 1:
             uvicorn.Server(config)  # validates the config as uvicorn.run would
@@ -122,8 +138,43 @@ def serve(settings: Settings, workers: int) -> int:
         if server is not None:
             forget_running(settings.data_dir)
             server.stop()
-            print("Stopped the embedded database.", flush=True)
+            announce("Stopped the embedded database.")
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _print(message: str) -> None:
+    print(message, flush=True)
+
+
+def _log_info(message: str) -> None:
+    import logging
+
+    logging.getLogger("contactgraph").info(message)
+
+
+def _metrics_dir(workers: int) -> str | None:
+    """With several workers, a folder where each writes its metrics, so any one reports them all.
+
+    The folder is made for this run and removed at its end; one given in
+    PROMETHEUS_MULTIPROC_DIR is used as it is and kept.
+    """
+    if workers <= 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    made = tempfile.mkdtemp(prefix="contactgraph-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
+    return made
+
+
+async def _hint_first_key(database: Database) -> None:
+    import logging
+
+    if not await database.api_keys.count_documents({}, limit=1):
+        logging.getLogger("contactgraph").warning(
+            "there is no API key yet; make the first with: contactgraph keys create "
+            "--shop SHOP --role ADMIN --name NAME --create-shop"
+        )
 
 
 def _run_options(config: Any) -> dict[str, Any]:
@@ -136,6 +187,8 @@ def _run_options(config: Any) -> dict[str, Any]:
         "loop": config.loop,
         "http": config.http,
         "log_level": "info",
+        "log_config": config.log_config,
+        "access_log": config.access_log,
         "timeout_graceful_shutdown": config.timeout_graceful_shutdown,
     }
 

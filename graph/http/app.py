@@ -19,13 +19,16 @@ from graph.http.cors import BrowserOrigins
 from graph.http.exports import export_contacts
 from graph.http.graphql_view import ContactgraphGraphQL, GraphQLEndpoint
 from graph.http.playground import playground_asset
+from graph.http.request_log import RequestLog
 from graph.http.responses import problem
 from graph.http.unsubscribe import unsubscribe_endpoint
 from graph.http.webhooks import order_webhook
+from graph.log_setup import configure_logging
 from graph.schema import build_schema
 from graph.settings import Settings
 from loaders.activity_feed import ActivityFeed
 from loaders.mongo import Database, connect, ensure_indexes
+from loaders.observability import CommandMonitor
 from resolvers.migrations import run_migrations
 from resolvers.outbox import Outbox, RetryPolicy, SmtpServer
 
@@ -72,7 +75,12 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        client = connect(settings.mongodb_uri or "", serverSelectionTimeoutMS=5000)
+        client = connect(
+            settings.mongodb_uri or "",
+            serverSelectionTimeoutMS=5000,
+            # Each command's time, for the request line and the metrics.
+            event_listeners=[CommandMonitor()],
+        )
         database = Database(client[settings.database])
         # Data first: a migration may make the data fit a changed index.
         await run_migrations(database)
@@ -109,12 +117,15 @@ def create_app(settings: Settings) -> Starlette:
     if settings.cors_origins:
         # Outermost, so refusals (401, 413) reach the browser app readable too.
         app.add_middleware(BrowserOrigins, origins=settings.cors_origins)
+    # Outermost of all: every answer, refusals and preflights too, has a request id and a line.
+    app.add_middleware(RequestLog)
     return app
 
 
 def app_from_env() -> Starlette:
     """The app as uvicorn's workers build it: settings from the environment."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    return create_app(Settings.from_env())
+    settings = Settings.from_env()
+    if not logging.getLogger().handlers:
+        # Run by uvicorn directly rather than by `contactgraph serve`, which configures it.
+        configure_logging(settings.log_format)
+    return create_app(settings)

@@ -19,8 +19,8 @@ from strawberry.types.unset import UNSET
 from graph.context import Context
 from graph.errors import format_error
 from graph.http.auth import authenticate, authenticate_token, bearer_token, unauthorized
-from graph.http.graphql_http import GraphQLOverHTTP
 from graph.http.playground import playground_page
+from graph.http.request_log import ObservedGraphQLOverHTTP
 from graph.settings import Settings
 from loaders.container import Loaders
 from loaders.mongo import Database
@@ -51,7 +51,8 @@ class ContactgraphGraphQL(GraphQL):
         self.settings = settings
         # Pages on the CORS origins may open subscriptions too.
         self.allowed_origins = normalize_allowed_origins(settings.cors_origins)
-        self.http = GraphQLOverHTTP(schema, self.get_context, settings.max_batch)
+        # Each operation's name, cost and error codes go to the request's log line.
+        self.http = ObservedGraphQLOverHTTP(schema, self.get_context, settings.max_batch)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:  # type: ignore[override]
         database: Database = request.app.state.database
