@@ -81,13 +81,15 @@ def _text(path: str) -> dict[str, Any]:
 
 
 def _grouped(key: Any, limit: int) -> list[Doc]:
+    # `$topN` keeps at most MAX_GROUP_CONTACTS ids per group while grouping:
+    # `$push` of every id (sorted beforehand) would hold the whole shop in
+    # the group stage, past its 100 MB limit at a million contacts.
+    oldest = {"n": MAX_GROUP_CONTACTS, "sortBy": {"_id": 1}, "output": "$_id"}
     return [
-        {"$sort": {"_id": 1}},
-        {"$group": {"_id": key, "ids": {"$push": "$_id"}, "n": {"$sum": 1}}},
+        {"$group": {"_id": key, "ids": {"$topN": oldest}, "n": {"$sum": 1}}},
         {"$match": {"n": {"$gte": 2}}},
         {"$sort": {"_id": 1}},
         {"$limit": limit},
-        {"$project": {"ids": {"$slice": ["$ids", MAX_GROUP_CONTACTS]}, "n": 1}},
     ]
 
 

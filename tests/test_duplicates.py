@@ -185,3 +185,19 @@ async def test_no_duplicates_no_groups(api, database):
         contact_doc("two@example.com"),
     )
     assert (await api.data(DUPLICATES))["duplicateCandidates"] == []
+
+
+async def test_groups_keep_their_oldest_ids_while_grouping(api, people, commands):
+    commands.reset()
+    await api.data(DUPLICATES)
+
+    pipelines = [c["pipeline"] for c in commands.documents("aggregate", "contacts")]
+    assert len(pipelines) == 3
+    for pipeline in pipelines:
+        names = [next(iter(stage)) for stage in pipeline]
+        # Nothing sorts the shop before the grouping, and no group collects every id.
+        grouping = names.index("$group")
+        assert "$sort" not in names[:grouping]
+        group = pipeline[grouping]["$group"]
+        assert group["ids"] == {"$topN": {"n": 50, "sortBy": {"_id": 1}, "output": "$_id"}}
+        assert "$push" not in str(pipeline)
