@@ -31,6 +31,7 @@ from bson import ObjectId
 from pymongo.errors import PyMongoError
 
 from loaders.mongo import Database, Doc
+from loaders.observability import CHANGE_STREAM_RESTARTS
 
 log = logging.getLogger("contactgraph")
 
@@ -215,6 +216,7 @@ class ActivityFeed:
                 # the stream starts afresh from now.
                 self._ready.clear()
                 log.warning("activity change stream invalidated; subscriptions end, reopening")
+                CHANGE_STREAM_RESTARTS.labels("invalidated").inc()
                 resume_token = None
                 self._end_all()
                 await asyncio.sleep(INVALIDATED_PAUSE_SECONDS)
@@ -222,6 +224,7 @@ class ActivityFeed:
                 failures += 1
                 self._ready.clear()  # new subscribers wait for the stream to be back
                 log.warning("activity change stream interrupted; reopening", exc_info=True)
+                CHANGE_STREAM_RESTARTS.labels("interrupted").inc()
                 lost = getattr(error, "code", None) in HISTORY_LOST or failures > MAX_RESUMES
                 if lost and resume_token is not None:
                     # Where the stream was is gone: start afresh. What was

@@ -155,6 +155,8 @@ INDEXES: dict[str, list[IndexModel]] = {
     "messages": [
         IndexModel([("shopId", ASCENDING), ("contactId", ASCENDING), ("createdAt", DESCENDING)]),
         IndexModel([("status", ASCENDING), ("nextAttemptAt", ASCENDING)]),
+        # The oldest queued message, for the outbox's metrics (graph/http/metrics.py).
+        IndexModel([("status", ASCENDING), ("createdAt", ASCENDING)]),
     ],
     "activity_archive": [
         # Buckets newest first per contact: the archive side of an activity page.

@@ -18,6 +18,7 @@ from graph.http.body_limit import BodyLimit
 from graph.http.cors import BrowserOrigins
 from graph.http.exports import export_contacts
 from graph.http.graphql_view import ContactgraphGraphQL, GraphQLEndpoint
+from graph.http.metrics import metrics_endpoint, worker_stopped
 from graph.http.playground import playground_asset
 from graph.http.request_log import RequestLog
 from graph.http.responses import problem
@@ -100,6 +101,7 @@ def create_app(settings: Settings) -> Starlette:
                 await app.state.outbox.stop()
             await app.state.activity_feed.close()
             await client.close()
+            worker_stopped()
 
     routes = [
         Route("/graphql", endpoint, methods=["GET", "POST"]),
@@ -110,6 +112,9 @@ def create_app(settings: Settings) -> Starlette:
         Route("/exports/contacts.csv", export_contacts, methods=["GET"]),
         Route("/webhooks/orders", order_webhook(schema, settings), methods=["POST"]),
     ]
+    if settings.metrics_token:
+        # Without a token there is no /metrics at all (404, like any unknown path).
+        routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
     app = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={Exception: internal_error}
     )

@@ -31,7 +31,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
@@ -103,6 +103,12 @@ ERROR_CODES = BoundedNames(MAX_ERROR_CODES, MAX_OPERATION_NAME_LENGTH)
 
 def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
+
+
+def worker_stopped() -> None:
+    """This process's live gauges (requests in flight, subscriptions) leave the sum of all workers."""
+    if multiprocess_dir():
+        mark_process_dead(os.getpid())
 
 
 async def outbox_state(database: Database) -> tuple[int, float]:
