@@ -125,8 +125,19 @@ INDEXES: dict[str, list[IndexModel]] = {
         ],
         IndexModel([("shopId", ASCENDING), ("searchTerms", ASCENDING)]),
         IndexModel([("shopId", ASCENDING), ("labelKeys", ASCENDING)]),
-        IndexModel([("shopId", ASCENDING), ("kind", ASCENDING), ("createdAt", DESCENDING)]),
-        IndexModel([("shopId", ASCENDING), ("phone", ASCENDING)], sparse=True),
+        # With _id last: the list's sort is (createdAt, _id), and without the
+        # tiebreak in the index a filtered page sorts in memory.
+        IndexModel(
+            [
+                ("shopId", ASCENDING),
+                ("kind", ASCENDING),
+                ("createdAt", DESCENDING),
+                ("_id", DESCENDING),
+            ]
+        ),
+        # Not sparse: shopId is in every document, so a sparse compound index
+        # would hold them all anyway (resolvers/migrations.py drops the old one).
+        IndexModel([("shopId", ASCENDING), ("phone", ASCENDING)]),
         IndexModel([("shopId", ASCENDING), ("emailCanon", ASCENDING)]),
         # An activity entry by its id (node(id:)), wherever its contact is.
         IndexModel([("shopId", ASCENDING), ("activity._id", ASCENDING)]),

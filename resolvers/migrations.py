@@ -112,11 +112,38 @@ async def _repair_batch(database: Database, contacts: list[Doc]) -> int:
     return fixed
 
 
+# Indexes whose spec changed under the same name (creating the new one would
+# fail with an options conflict) or that are no longer wanted, with the
+# option that tells the old spec from the new one (None: drop it whatever it is).
+REPLACED_INDEXES: list[tuple[str, str, str | None]] = [
+    ("contacts", "shopId_1_phone_1", "sparse"),
+    ("contacts", "shopId_1_kind_1_createdAt_-1", None),  # now ends with _id
+]
+
+
+async def drop_replaced_indexes(database: Database) -> list[str]:
+    """Drop the indexes of earlier versions that the current ones replace; their names.
+
+    Runs before `ensure_indexes` builds the new ones. Queries keep working
+    meanwhile, if more slowly, until the new index is built.
+    """
+    dropped = []
+    for collection, name, option in REPLACED_INDEXES:
+        indexes = await database.db[collection].index_information()
+        spec = indexes.get(name)
+        if spec is None or (option is not None and not spec.get(option)):
+            continue
+        await database.db[collection].drop_index(name)
+        dropped.append(f"{collection}.{name}")
+    return dropped
+
+
 Migration = Callable[[Database], Awaitable[Any]]
 
 # In the order they must run; a name, once released, never changes meaning.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("order-dates-never-null", repair_order_dates),
+    ("drop-replaced-indexes-1", drop_replaced_indexes),
 ]
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from conftest import SHOP
 from list_factories import add_contacts, contact_doc
-from plans import assert_index_walk
+from plans import assert_index_walk, explain, index_names, is_embedded
 
 EMAIL_PAGE = """
 query($after: String, $reverse: Boolean) {
@@ -61,3 +62,61 @@ async def test_the_csv_export_by_email_walks_the_email_index(http, keys, databas
     await assert_index_walk(
         database, "contacts", last_sorted_find(commands), "shopId_1_emailKey_1__id_1", most_keys=31
     )
+
+
+KIND_PAGE = """
+query($after: String) {
+  contacts(first: 5, after: $after, filter: {kind: LEAD}) { pageInfo { endCursor } }
+}
+"""
+
+
+async def test_a_page_filtered_by_kind_walks_the_kind_index_to_the_last_tie(
+    api, database, commands
+):
+    # Equal creation times: only _id orders them, and the index must hold it.
+    await add_contacts(
+        database,
+        *[contact_doc(f"lead{i}@example.com") for i in range(12)],
+        *[contact_doc(f"buyer{i}@example.com", orders=1) for i in range(3)],
+    )
+    commands.reset()
+    first = (await api.data(KIND_PAGE))["contacts"]
+    await assert_index_walk(
+        database,
+        "contacts",
+        last_sorted_find(commands),
+        "shopId_1_kind_1_createdAt_-1__id_-1",
+        most_keys=6,
+    )
+    commands.reset()
+    await api.data(KIND_PAGE, {"after": first["pageInfo"]["endCursor"]})
+    await assert_index_walk(
+        database,
+        "contacts",
+        last_sorted_find(commands),
+        "shopId_1_kind_1_createdAt_-1__id_-1",
+        most_keys=7,
+    )
+
+
+async def test_the_phone_index_is_not_sparse_and_serves_the_phone_duplicates(
+    api, database, commands
+):
+    indexes = await database.contacts.index_information()
+    assert indexes["shopId_1_phone_1"]["key"] == [("shopId", 1), ("phone", 1)]
+    assert "sparse" not in indexes["shopId_1_phone_1"]
+    await add_contacts(
+        database,
+        contact_doc("a@example.com", phone="+4930111111"),
+        contact_doc("b@example.com", phone="+4930111111"),
+        contact_doc("c@example.com"),
+    )
+    commands.reset()
+    await api.data("{ duplicateCandidates { contactCount } }")
+
+    phone = commands.documents("aggregate", "contacts")[0]
+    assert phone["pipeline"][0] == {"$match": {"shopId": SHOP, "phone": {"$type": "string"}}}
+    embedded = await is_embedded(database)
+    explained = await explain(database, phone, hint="shopId_1_phone_1" if embedded else None)
+    assert index_names(explained) == ["shopId_1_phone_1"]
