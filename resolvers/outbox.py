@@ -149,24 +149,57 @@ class Outbox:
         self.poll_seconds = poll_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        # The message being delivered: its lease is given back if a stop cuts the delivery.
+        self._claimed: Doc | None = None
 
     def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._run())
 
-    async def stop(self) -> None:
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Claims nothing more, lets a delivery under way finish (up to `grace` s), gives back its lease.
+
+        Another instance then delivers a message this one had claimed at
+        once, not after the lease (minutes) runs out.
+        """
         task, self._task = self._task, None
-        if task is not None:
+        if task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), grace)
+        except TimeoutError:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        except Exception:
+            log.exception("outbox: stopped with an error")
+        await self._release()
+
+    async def _release(self) -> None:
+        message, self._claimed = self._claimed, None
+        if message is None:
+            return
+        try:
+            await self.database.messages.update_one(
+                self._mine(message), {"$set": {"nextAttemptAt": now()}}
+            )
+        except PyMongoError:
+            log.warning("outbox: the lease of message %s could not be given back", message["_id"])
 
     def wake(self) -> None:
         """A message was queued: look now rather than at the next poll."""
         self._wake.set()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.deliver_due()
                 # Sleep until woken, the next retry falls due, or the poll interval passes.
@@ -201,9 +234,11 @@ class Outbox:
     async def deliver_due(self) -> int:
         """Deliver every message that is due; how many were attempted."""
         attempted = 0
-        while (message := await self._claim()) is not None:
+        while not self._stopping and (message := await self._claim()) is not None:
             attempted += 1
+            self._claimed = message
             await self._deliver(message)
+            self._claimed = None
         return attempted
 
     async def _claim(self) -> Doc | None:

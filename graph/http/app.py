@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from graph.errors import MASKED_MESSAGE
@@ -18,6 +17,7 @@ from graph.http.body_limit import BodyLimit
 from graph.http.cors import BrowserOrigins
 from graph.http.exports import export_contacts
 from graph.http.graphql_view import ContactgraphGraphQL, GraphQLEndpoint
+from graph.http.health import healthz, readyz
 from graph.http.metrics import metrics_endpoint, worker_stopped
 from graph.http.playground import playground_asset
 from graph.http.request_log import RequestLog
@@ -41,18 +41,6 @@ async def internal_error(request: Request, exc: Exception) -> Response:
     # Starlette re-raises after this answer so the server logs the traceback;
     # the client learns nothing of it.
     return problem(500, MASKED_MESSAGE, "INTERNAL_SERVER_ERROR")
-
-
-async def healthz(request: Request) -> Response:
-    database: Database = request.app.state.database
-    try:
-        await asyncio.wait_for(database.db.command("ping"), timeout=2)
-    except Exception as err:  # any failure to answer means "not healthy"
-        log.warning("health check failed: %s", err)
-        return JSONResponse(
-            {"status": "unavailable", "reason": "MongoDB is not reachable."}, status_code=503
-        )
-    return JSONResponse({"status": "ok"})
 
 
 def _outbox(database: Database, settings: Settings) -> Outbox:
@@ -86,6 +74,7 @@ def create_app(settings: Settings) -> Starlette:
         # Data first: a migration may make the data fit a changed index.
         await run_migrations(database)
         await ensure_indexes(database)
+        app.state.indexes_ensured = True
         app.state.database = database
         app.state.settings = settings
         app.state.key_cache = KeyCache(settings.key_cache_seconds)
@@ -107,6 +96,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/graphql", endpoint, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", endpoint),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
         Route("/playground/{path:path}", playground_asset, methods=["GET"]),
         Route("/unsubscribe/{token}", unsubscribe_endpoint, methods=["GET", "POST"]),
         Route("/exports/contacts.csv", export_contacts, methods=["GET"]),
