@@ -160,11 +160,15 @@ INDEXES: dict[str, list[IndexModel]] = {
                 ("_id", DESCENDING),
             ]
         ),
+        # Orders unlinked from a deleted contact, found by address on export and erasure.
+        IndexModel([("shopId", ASCENDING), ("emailKey", ASCENDING)]),
     ],
     "labels": [IndexModel([("shopId", ASCENDING), ("key", ASCENDING)], unique=True)],
     "segments": [IndexModel([("shopId", ASCENDING), ("nameKey", ASCENDING)], unique=True)],
     "messages": [
         IndexModel([("shopId", ASCENDING), ("contactId", ASCENDING), ("createdAt", DESCENDING)]),
+        # By address (`toKey`, the emailKey form of `to`): export and erasure.
+        IndexModel([("shopId", ASCENDING), ("toKey", ASCENDING)]),
         IndexModel([("status", ASCENDING), ("nextAttemptAt", ASCENDING)]),
         # The oldest queued message, for the outbox's metrics (graph/http/metrics.py).
         IndexModel([("status", ASCENDING), ("createdAt", ASCENDING)]),

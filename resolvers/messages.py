@@ -69,7 +69,7 @@ async def queue_message(
     """The queued message; NOT_ALLOWED (nothing queued) for marketing without SUBSCRIBED consent."""
     clean_subject, clean_body = check_message(subject, body)
     contact = await database.contacts.find_one(
-        {"shopId": shop_id, "_id": contact_id}, {"email": 1, "consent": 1}
+        {"shopId": shop_id, "_id": contact_id}, {"email": 1, "emailKey": 1, "consent": 1}
     )
     if contact is None:
         raise not_found(("contactId",))
@@ -85,6 +85,8 @@ async def queue_message(
         "shopId": shop_id,
         "contactId": contact_id,
         "to": contact["email"],
+        # The address as a key: export and erasure find the person's messages by it.
+        "toKey": contact["emailKey"],
         "subject": clean_subject,
         "body": clean_body,
         "marketing": marketing,

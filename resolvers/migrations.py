@@ -15,12 +15,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bson import ObjectId
+from pymongo import UpdateOne
 
 from loaders.mongo import Database, Doc
 from loaders.orders import history_stages
 from resolvers.clock import now
 from resolvers.contacts import set_or_unset
 from resolvers.orders import COUNTED
+from resolvers.validation import email_key
 
 log = logging.getLogger("contactgraph")
 
@@ -138,12 +140,39 @@ async def drop_replaced_indexes(database: Database) -> list[str]:
     return dropped
 
 
+async def key_message_addresses(database: Database) -> int:
+    """Messages stored before `toKey` existed get it; the number of messages changed.
+
+    Export and erasure find a person's messages by it (with an index); without
+    it, a message sent before its contact was deleted and made again would
+    be neither exported nor erased.
+    """
+    changed = 0
+    batch: list[UpdateOne] = []
+    async for message in database.messages.find(
+        {"toKey": {"$exists": False}, "to": {"$type": "string"}}, {"to": 1}, batch_size=BATCH
+    ):
+        batch.append(
+            UpdateOne(
+                {"_id": message["_id"], "toKey": {"$exists": False}},
+                {"$set": {"toKey": email_key(message["to"])}},
+            )
+        )
+        if len(batch) == BATCH:
+            changed += (await database.messages.bulk_write(batch, ordered=False)).modified_count
+            batch = []
+    if batch:
+        changed += (await database.messages.bulk_write(batch, ordered=False)).modified_count
+    return changed
+
+
 Migration = Callable[[Database], Awaitable[Any]]
 
 # In the order they must run; a name, once released, never changes meaning.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("order-dates-never-null", repair_order_dates),
     ("drop-replaced-indexes-1", drop_replaced_indexes),
+    ("message-address-keys", key_message_addresses),
 ]
 
 

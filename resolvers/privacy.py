@@ -11,7 +11,6 @@ they were one customer). Everything happens in one transaction.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import secrets
 from decimal import Decimal
 from typing import Any
@@ -47,16 +46,19 @@ def json_safe(value: Any) -> Any:
 
 
 def _address_of(contact: Doc) -> dict[str, Any]:
-    """Messages to the person: by contact, or by address for those sent before the contact existed."""
-    email = re.escape(contact["email"])
-    return {
-        "$or": [{"contactId": contact["_id"]}, {"to": {"$regex": f"^{email}$", "$options": "i"}}]
-    }
+    """Messages to the person: by contact, or by address for those sent before the contact existed.
+
+    Both by index: (shopId, contactId, createdAt) and (shopId, toKey), the
+    address in the contact's `emailKey` form (a case-insensitive regex on
+    `to` could use no index and read every message of the shop).
+    """
+    return {"$or": [{"contactId": contact["_id"]}, {"toKey": contact["emailKey"]}]}
 
 
 def _orders_of(contact: Doc) -> dict[str, Any]:
     # Orders unlinked by an earlier delete of this person still carry the address;
     # an order linked to another contact is that contact's, whatever its email.
+    # Indexed both ways: (shopId, contactId, ...) and (shopId, emailKey).
     return {
         "$or": [{"contactId": contact["_id"]}, {"contactId": None, "emailKey": contact["emailKey"]}]
     }

@@ -126,3 +126,40 @@ async def assert_index_walk(
         assert "SORT" not in stage_names(explained), stage_names(explained)
         assert keys_examined(explained) <= most_keys
     return explained
+
+
+def or_branches_served(indexes: dict[str, Any], condition: dict[str, Any]) -> list[list[str]]:
+    """For each branch of the filter's `$or`: the indexes that start with shopId and its fields.
+
+    A branch is served when an index's leading keys are all pinned by the
+    branch and the fields around the `$or`, and include a field of the branch
+    itself: MongoDB then answers the `$or` as one narrow index scan per branch.
+    """
+    outer = {k: v for k, v in condition.items() if k != "$or"}
+    served = []
+    for branch in condition["$or"]:
+        pinned = equality_fields(outer) | equality_fields(branch)
+        names = []
+        for name, info in indexes.items():
+            keys = [field for field, _ in info["key"]]
+            lead = 0
+            while lead < len(keys) and keys[lead] in pinned:
+                lead += 1
+            if keys[:1] == ["shopId"] and set(branch) & set(keys[1:lead]):
+                names.append(name)
+        served.append(names)
+    return served
+
+
+async def assert_or_branches_indexed(
+    database: Database, collection: str, command: dict[str, Any], expected: list[str]
+) -> None:
+    """Each branch of the command's `$or` has its index (`expected`, in branch order)."""
+    indexes = await database.db[collection].index_information()
+    served = or_branches_served(indexes, command["filter"])
+    for index, names in zip(expected, served, strict=True):
+        assert index in names, f"{index} does not serve its branch: {served}"
+    if not await is_embedded(database):  # the embedded server scans for any `$or`
+        explained = await explain(database, command)
+        assert "COLLSCAN" not in stage_names(explained), stage_names(explained)
+        assert set(expected) <= set(index_names(explained)), index_names(explained)

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from conftest import SHOP
-from list_factories import add_contacts, contact_doc
-from plans import assert_index_walk, explain, index_names, is_embedded
+from list_factories import add_contacts, contact_doc, order_doc
+from plans import (
+    assert_index_walk,
+    assert_or_branches_indexed,
+    explain,
+    index_names,
+    is_embedded,
+)
+
+from graph.types.node import encode_id
 
 EMAIL_PAGE = """
 query($after: String, $reverse: Boolean) {
@@ -120,3 +128,37 @@ async def test_the_phone_index_is_not_sparse_and_serves_the_phone_duplicates(
     embedded = await is_embedded(database)
     explained = await explain(database, phone, hint="shopId_1_phone_1" if embedded else None)
     assert index_names(explained) == ["shopId_1_phone_1"]
+
+
+async def test_export_and_erasure_find_messages_and_orders_by_index(api, database, commands):
+    ann = contact_doc("Ann.Lee@example.com")
+    await add_contacts(database, ann, contact_doc("bob@example.com"))
+    unlinked = order_doc(ann, "10.00")
+    unlinked["contactId"] = None  # left by an earlier delete of Ann
+    await database.orders.insert_many([order_doc(ann, "20.00"), unlinked])
+    gid = encode_id("Contact", ann["_id"])
+
+    commands.reset()
+    await api.data("query($id: ID!) { contactDataExport(id: $id) }", {"id": gid})
+    (messages,) = commands.documents("find", "messages")
+    (orders,) = commands.documents("find", "orders")
+    commands.reset()
+    await api.data("mutation($id: ID!) { contactErase(id: $id) { deletedIds } }", {"id": gid})
+    (erase_messages,) = commands.documents("delete", "messages")
+    (erase_orders,) = commands.documents("update", "orders")
+
+    for command in (messages, {"filter": erase_messages["deletes"][0]["q"]}):
+        assert command["filter"]["$or"][1] == {"toKey": "ann.lee@example.com"}
+        await assert_or_branches_indexed(
+            database,
+            "messages",
+            {"find": "messages", **command},
+            ["shopId_1_contactId_1_createdAt_-1", "shopId_1_toKey_1"],
+        )
+    for command in (orders, {"filter": erase_orders["updates"][0]["q"]}):
+        await assert_or_branches_indexed(
+            database,
+            "orders",
+            {"find": "orders", **command},
+            ["shopId_1_contactId_1_placedAt_-1__id_-1", "shopId_1_emailKey_1"],
+        )

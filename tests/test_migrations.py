@@ -6,10 +6,16 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
+from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING
 
 from loaders.mongo import Database, ensure_indexes
-from resolvers.migrations import MIGRATIONS, drop_replaced_indexes, run_migrations
+from resolvers.migrations import (
+    MIGRATIONS,
+    drop_replaced_indexes,
+    key_message_addresses,
+    run_migrations,
+)
 
 
 @pytest.fixture
@@ -69,3 +75,15 @@ async def test_an_earlier_database_starts_with_all_migrations_run_once(old_datab
 
     recorded = {doc["_id"] async for doc in old_database.migrations.find({})}
     assert recorded == {name for name, _ in MIGRATIONS}
+
+
+async def test_messages_of_an_earlier_version_get_their_address_key(old_database):
+    earlier = {"_id": ObjectId(), "shopId": "s", "to": "Ann.Lee@Example.com", "subject": "x"}
+    current = {**earlier, "_id": ObjectId(), "toKey": "ann.lee@example.com"}
+    await old_database.messages.insert_many([earlier, current])
+
+    assert await key_message_addresses(old_database) == 1
+
+    keys = {m["_id"]: m["toKey"] async for m in old_database.messages.find({})}
+    assert keys == {earlier["_id"]: "ann.lee@example.com", current["_id"]: "ann.lee@example.com"}
+    assert await key_message_addresses(old_database) == 0

@@ -131,6 +131,7 @@ async def person(api, database):
                 "shopId": SHOP,
                 "contactId": oid,
                 "to": EMAIL,
+                "toKey": EMAIL.lower(),
                 "subject": f"Hello {FIRST}",
                 "body": "Hi",
                 "marketing": False,
@@ -143,6 +144,7 @@ async def person(api, database):
                 "shopId": SHOP,
                 "contactId": ObjectId(),
                 "to": EMAIL.upper(),
+                "toKey": EMAIL.lower(),
                 "subject": "Old",
                 "body": "x",
                 "marketing": True,
@@ -267,3 +269,28 @@ async def test_erasure_refusals_change_nothing(api, as_role, database, person):
     assert {
         name: await database.db[name].find({}).sort("_id").to_list() for name in COLLECTIONS
     } == before
+
+
+async def test_messages_to_an_earlier_contact_of_the_address_are_exported_and_erased(api, database):
+    create = "mutation($e: String!) { contactCreate(input: {email: $e}) { contact { id } } }"
+    send = """mutation($id: ID!) { messageSend(contactId: $id, subject: "Hi", body: "Hello") {
+      userErrors { code } } }"""
+    first = (await api.data(create, {"e": "Mia.Berg@example.com"}))["contactCreate"]["contact"][
+        "id"
+    ]
+    assert (await api.data(send, {"id": first}))["messageSend"]["userErrors"] == []
+    await api.data(
+        "mutation($id: ID!) { contactsDelete(ids: [$id]) { deletedIds } }", {"id": first}
+    )
+    # The same person again, in another letter case.
+    again = (await api.data(create, {"e": "mia.berg@EXAMPLE.com"}))["contactCreate"]["contact"][
+        "id"
+    ]
+
+    exported = (await api.data(EXPORT, {"id": again}))["contactDataExport"]
+    assert [(m["to"], m["toKey"]) for m in exported["messages"]] == [
+        ("Mia.Berg@example.com", "mia.berg@example.com")
+    ]
+    erased = (await api.data(ERASE, {"id": again}))["contactErase"]
+    assert erased["userErrors"] == []
+    assert await database.messages.count_documents({}) == 0
