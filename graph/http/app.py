@@ -27,6 +27,7 @@ from graph.http.webhooks import order_webhook
 from graph.log_setup import configure_logging
 from graph.schema import build_schema
 from graph.settings import Settings
+from graph.tracing import Tracing
 from loaders.activity_feed import ActivityFeed
 from loaders.mongo import Database, connect, ensure_indexes
 from loaders.observability import CommandMonitor
@@ -53,11 +54,13 @@ def _outbox(database: Database, settings: Settings) -> Outbox:
     return Outbox(database, server, settings.mail_from, policy, settings.outbox_poll_seconds)
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, tracing: Tracing | None = None) -> Starlette:
+    """The app; `tracing` (else from the OTEL_* environment, else none) makes its spans."""
     if not settings.mongodb_uri:
         raise ValueError(
             "create_app needs settings.mongodb_uri (the CLI starts the embedded server)"
         )
+    tracing = tracing if tracing is not None else Tracing.from_env()
     schema = build_schema(settings)
     view = ContactgraphGraphQL(schema, settings)
     endpoint = GraphQLEndpoint(view)
@@ -68,7 +71,7 @@ def create_app(settings: Settings) -> Starlette:
             settings.mongodb_uri or "",
             serverSelectionTimeoutMS=5000,
             # Each command's time, for the request line and the metrics.
-            event_listeners=[CommandMonitor()],
+            event_listeners=[CommandMonitor(tracing)],
         )
         database = Database(client[settings.database])
         # Data first: a migration may make the data fit a changed index.
@@ -91,6 +94,8 @@ def create_app(settings: Settings) -> Starlette:
             await app.state.activity_feed.close()
             await client.close()
             worker_stopped()
+            if tracing is not None:
+                tracing.shutdown()
 
     routes = [
         Route("/graphql", endpoint, methods=["GET", "POST"]),
@@ -113,7 +118,7 @@ def create_app(settings: Settings) -> Starlette:
         # Outermost, so refusals (401, 413) reach the browser app readable too.
         app.add_middleware(BrowserOrigins, origins=settings.cors_origins)
     # Outermost of all: every answer, refusals and preflights too, has a request id and a line.
-    app.add_middleware(RequestLog)
+    app.add_middleware(RequestLog, tracing=tracing)
     return app
 
 

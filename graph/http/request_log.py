@@ -108,6 +108,8 @@ class RequestRecord:
     # Codes of a refusal answered before any operation ran (401, 413, a bad batch).
     codes: list[str] = field(default_factory=list)
     close_code: int | None = None
+    # graph/tracing.Tracing while the request is traced.
+    tracing: Any = None
 
     @property
     def all_codes(self) -> list[str]:
@@ -341,10 +343,17 @@ class OperationObserver(SchemaExtension):
 
     def __init__(self) -> None:
         self.subscription = False
+        self.operation: OperationRecord | None = None
 
     def on_operation(self) -> Iterator[None]:
+        record = current_record.get()
+        tracing = record.tracing if record is not None else None
+        span = tracing.operation_span() if tracing is not None else contextlib.nullcontext()
         try:
-            yield
+            with span as current:
+                yield
+                if tracing is not None and current is not None and self.operation is not None:
+                    tracing.name_operation(current, self.operation.name, self.operation.type)
         finally:
             if self.subscription:
                 metrics.subscription_closed()
@@ -365,6 +374,7 @@ class OperationObserver(SchemaExtension):
         if operation is not None:
             operation.name = context.operation_name
             operation.type = kind.value if kind is not None else None
+            self.operation = operation
         if kind is OperationType.SUBSCRIPTION:
             self.subscription = True
             metrics.subscription_opened()
