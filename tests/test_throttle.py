@@ -27,7 +27,6 @@ from resolvers import clock
 from resolvers.shops import Role, create_key, webhook_secret
 from resolvers.throttle import Bucket, spend
 
-T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 
 # 4 × (200 + 1) = 804 points: two fit in a bucket of 2,000, a third does not.
@@ -37,10 +36,14 @@ CREATE = "mutation($email: String!) { contactCreate(input: {email: $email}) { co
 
 
 class Clock:
-    """The time the app reads, moved by the test."""
+    """The time the app reads, moved by the test.
+
+    It starts at the real time: buckets expire by MongoDB's clock (TTL), so a
+    test's buckets must not look long expired to it.
+    """
 
     def __init__(self, at: dt.datetime) -> None:
-        self.at = at
+        self.start = self.at = at
 
     def __call__(self) -> dt.datetime:
         return self.at
@@ -51,7 +54,7 @@ class Clock:
 
 @pytest.fixture
 def frozen(monkeypatch) -> Clock:
-    moment = Clock(T0)
+    moment = Clock(clock.now())
     monkeypatch.setattr(clock, "now", moment)
     return moment
 
@@ -251,9 +254,9 @@ async def test_the_bucket_is_one_document_that_expires_once_full_again(
     [bucket] = await database.throttle.find({}).to_list()
     assert bucket["shopId"] == SHOP
     assert bucket["level"] == 90
-    assert bucket["at"] == T0
+    assert bucket["at"] == frozen.start
     # Empty to full takes 100 / 10 = 10 seconds; an absent bucket is a full one.
-    assert bucket["expiresAt"] == T0 + dt.timedelta(seconds=10)
+    assert bucket["expiresAt"] == frozen.start + dt.timedelta(seconds=10)
 
 
 async def test_concurrent_requests_never_spend_the_same_points_twice(small, keys, database, frozen):
@@ -268,12 +271,13 @@ async def test_concurrent_requests_never_spend_the_same_points_twice(small, keys
 async def test_the_spend_is_atomic_across_clients(settings, database, keys):
     # Two clients of their own, as two workers or two instances would have.
     bucket = Bucket(capacity=100, restore_rate=1)
+    now = clock.now()
     key_id = (await database.api_keys.find_one({"role": "ADMIN", "shopId": SHOP}))["_id"]
     clients = [connect(settings.mongodb_uri or "") for _ in range(2)]
     try:
         handles = [Database(c[settings.database]) for c in clients]
         results = await asyncio.gather(
-            *(spend(handles[i % 2], key_id, SHOP, 7, bucket, T0) for i in range(30))
+            *(spend(handles[i % 2], key_id, SHOP, 7, bucket, now) for i in range(30))
         )
     finally:
         for c in clients:
@@ -286,11 +290,12 @@ async def test_the_spend_is_atomic_across_clients(settings, database, keys):
 async def test_a_clock_behind_the_stored_time_restores_nothing(database, keys):
     bucket = Bucket(capacity=100, restore_rate=10)
     key_id = (await database.api_keys.find_one({"role": "ADMIN", "shopId": SHOP}))["_id"]
-    assert (await spend(database, key_id, SHOP, 60, bucket, T0)).available == 40
+    now = clock.now()
+    assert (await spend(database, key_id, SHOP, 60, bucket, now)).available == 40
     # Another instance whose clock is 3 s behind: no points appear, none vanish.
-    behind = await spend(database, key_id, SHOP, 0, bucket, T0 - dt.timedelta(seconds=3))
+    behind = await spend(database, key_id, SHOP, 0, bucket, now - dt.timedelta(seconds=3))
     assert behind.available == 40
-    later = await spend(database, key_id, SHOP, 0, bucket, T0 + dt.timedelta(seconds=1))
+    later = await spend(database, key_id, SHOP, 0, bucket, now + dt.timedelta(seconds=1))
     assert later.available == 50
 
 
