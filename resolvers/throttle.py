@@ -21,7 +21,6 @@ remove it then.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import math
 from dataclasses import dataclass
@@ -32,6 +31,9 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from loaders.mongo import Database, Doc
+
+# Decisions kept from a bucket's first requests: more than can race to create it.
+FIRST_DECISIONS = 64
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,17 @@ class ThrottleStatus:
         }
 
 
-def spend_pipeline(bucket: Bucket, shop_id: str, cost: int, now: dt.datetime) -> list[Doc]:
-    """The update: restore for the time since `at`, then take `cost` if the level covers it."""
+def spend_pipeline(
+    bucket: Bucket, shop_id: str, cost: int, now: dt.datetime, request: ObjectId
+) -> list[Doc]:
+    """The update: restore for the time since `at`, then take `cost` if the level covers it.
+
+    The first decisions of a bucket's life stay in `first` under their
+    request's id: when several requests create a key's bucket at once, the
+    embedded server can apply an upsert that lost the race and answer
+    nothing, and then the decision is read from there. (Only creation races;
+    an existing bucket always answers.)
+    """
     since = {"$ifNull": ["$at", now]}
     elapsed_ms = {"$max": [0, {"$subtract": [now, since]}]}
     restored = {
@@ -84,6 +95,7 @@ def spend_pipeline(bucket: Bucket, shop_id: str, cost: int, now: dt.datetime) ->
             },
         ]
     }
+    decision = [{"request": request, "granted": "$granted"}]
     return [
         {"$set": {"level": restored, "at": {"$max": [now, since]}, "shopId": shop_id}},
         {"$set": {"granted": {"$gte": ["$level", cost]}}},
@@ -91,6 +103,13 @@ def spend_pipeline(bucket: Bucket, shop_id: str, cost: int, now: dt.datetime) ->
             "$set": {
                 "level": {"$cond": ["$granted", {"$subtract": ["$level", cost]}, "$level"]},
                 "expiresAt": {"$add": ["$at", bucket.refill_ms]},
+                "first": {
+                    "$cond": [
+                        {"$lt": [{"$size": {"$ifNull": ["$first", []]}}, FIRST_DECISIONS]},
+                        {"$concatArrays": [{"$ifNull": ["$first", []]}, decision]},
+                        "$first",
+                    ]
+                },
             }
         },
     ]
@@ -105,26 +124,16 @@ async def spend(
     now: dt.datetime,
 ) -> ThrottleStatus:
     """Takes `cost` points from the key's bucket if they are there; a cost of 0 only reads it."""
-    pipeline = spend_pipeline(bucket, shop_id, cost, now)
-    doc = await _update(database, key_id, pipeline)
-    if doc is None:
-        # The key's first request (or its first since its bucket expired): a
-        # full bucket is the same as none, so create one and spend from it.
-        # Not an upsert: when two requests race to create a document, the
-        # embedded server can apply the losing upsert and answer nothing.
-        with contextlib.suppress(DuplicateKeyError):  # the other request created it
-            await database.throttle.insert_one(
-                {
-                    "_id": key_id,
-                    "shopId": shop_id,
-                    "level": float(bucket.capacity),
-                    "at": now,
-                    "expiresAt": now + dt.timedelta(milliseconds=bucket.refill_ms),
-                }
-            )
+    request = ObjectId()
+    pipeline = spend_pipeline(bucket, shop_id, cost, now, request)
+    try:
         doc = await _update(database, key_id, pipeline)
-        if doc is None:  # expired in between: it will not be again for refill_ms
-            raise RuntimeError(f"the throttle bucket of key {key_id} vanished")
+    except DuplicateKeyError:
+        # The key's first two requests raced to create its bucket and this one
+        # lost without being applied (MongoDB mostly retries this itself).
+        doc = await _update(database, key_id, pipeline)
+    if doc is None:
+        doc = await _decision(database, key_id, request)
     return ThrottleStatus(bool(doc["granted"]), cost, float(doc["level"]), bucket)
 
 
@@ -132,7 +141,17 @@ async def _update(database: Database, key_id: ObjectId, pipeline: list[Doc]) -> 
     found: Doc | None = await database.throttle.find_one_and_update(
         {"_id": key_id},
         pipeline,
+        upsert=True,
         return_document=ReturnDocument.AFTER,
         projection={"level": 1, "granted": 1},
     )
     return found
+
+
+async def _decision(database: Database, key_id: ObjectId, request: ObjectId) -> Doc:
+    """This request's decision, when its update was applied but the reply was lost."""
+    stored = await database.throttle.find_one({"_id": key_id}, {"level": 1, "first": 1}) or {}
+    for decision in stored.get("first", []):
+        if decision.get("request") == request:
+            return {"granted": decision["granted"], "level": stored["level"]}
+    raise RuntimeError(f"the throttle decision of a request of key {key_id} is lost")

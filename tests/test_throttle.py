@@ -287,6 +287,27 @@ async def test_the_spend_is_atomic_across_clients(settings, database, keys):
     assert (await database.throttle.find_one({"_id": key_id}))["level"] == 2
 
 
+async def test_a_decision_whose_reply_was_lost_is_read_back(database, keys, monkeypatch):
+    # The embedded server can apply an upsert that raced another one to create
+    # the bucket and answer nothing; the decision is read back, not repeated.
+    bucket = Bucket(capacity=100, restore_rate=1)
+    key_id = (await database.api_keys.find_one({"role": "ADMIN", "shopId": SHOP}))["_id"]
+    collection = type(database.throttle)
+    real = collection.find_one_and_update
+
+    async def reply_lost(self, *args, **kwargs):
+        await real(self, *args, **kwargs)
+        return None
+
+    monkeypatch.setattr(collection, "find_one_and_update", reply_lost)
+    now = clock.now()
+    first = await spend(database, key_id, SHOP, 60, bucket, now)
+    second = await spend(database, key_id, SHOP, 60, bucket, now)
+    assert (first.granted, first.available) == (True, 40)
+    assert (second.granted, second.available) == (False, 40)
+    assert (await database.throttle.find_one({"_id": key_id}))["level"] == 40
+
+
 async def test_a_clock_behind_the_stored_time_restores_nothing(database, keys):
     bucket = Bucket(capacity=100, restore_rate=10)
     key_id = (await database.api_keys.find_one({"role": "ADMIN", "shopId": SHOP}))["_id"]
