@@ -440,6 +440,9 @@ def test_the_real_server_writes_json_lines_without_personal_data(tmp_path: Path)
     output = server.lines
     assert output
     records = [json.loads(line) for line in output]  # every line is one JSON object
+    # Logs a log system keeps get no key: serve makes none and says how to.
+    assert any(r["message"].startswith("there is no API key yet") for r in records)
+    assert not any("cg_admin_" in line for line in output)
     mine = [r for r in records if r.get("requestId") == "real-1"]
     assert {r["route"] for r in mine if r.get("event") == "request"} == {
         "/graphql",

@@ -24,7 +24,7 @@ from graph.http.request_log import RequestLog
 from graph.http.responses import problem
 from graph.http.unsubscribe import unsubscribe_endpoint
 from graph.http.webhooks import order_webhook
-from graph.log_setup import configure_logging
+from graph.log_setup import configure_logging, skip_unused_record_fields
 from graph.schema import build_schema
 from graph.settings import Settings
 from graph.tracing import Tracing
@@ -128,4 +128,5 @@ def app_from_env() -> Starlette:
     if not logging.getLogger().handlers:
         # Run by uvicorn directly rather than by `contactgraph serve`, which configures it.
         configure_logging(settings.log_format)
+    skip_unused_record_fields()  # in each of uvicorn's workers too
     return create_app(settings)
