@@ -32,8 +32,10 @@ from pymongo.errors import DuplicateKeyError
 
 from loaders.mongo import Database, Doc
 
-# Decisions kept from a bucket's first requests: more than can race to create it.
+# Decisions kept from a bucket's first requests (more than can race to create
+# it), for as long after its creation as such a race can last.
 FIRST_DECISIONS = 64
+CREATION_RACE_MS = 2_000
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,8 @@ def spend_pipeline(
 ) -> list[Doc]:
     """The update: restore for the time since `at`, then take `cost` if the level covers it.
 
-    The first decisions of a bucket's life stay in `first` under their
-    request's id: when several requests create a key's bucket at once, the
+    The decisions of a bucket's first two seconds stay in `first` under
+    their request's id: when several requests create a key's bucket at once, the
     embedded server can apply an upsert that lost the race and answer
     nothing, and then the decision is read from there. (Only creation races;
     an existing bucket always answers.)
@@ -97,7 +99,14 @@ def spend_pipeline(
     }
     decision = [{"request": request, "granted": "$granted"}]
     return [
-        {"$set": {"level": restored, "at": {"$max": [now, since]}, "shopId": shop_id}},
+        {
+            "$set": {
+                "level": restored,
+                "at": {"$max": [now, since]},
+                "shopId": shop_id,
+                "createdAt": {"$ifNull": ["$createdAt", now]},
+            }
+        },
         {"$set": {"granted": {"$gte": ["$level", cost]}}},
         {
             "$set": {
@@ -105,9 +114,15 @@ def spend_pipeline(
                 "expiresAt": {"$add": ["$at", bucket.refill_ms]},
                 "first": {
                     "$cond": [
-                        {"$lt": [{"$size": {"$ifNull": ["$first", []]}}, FIRST_DECISIONS]},
-                        {"$concatArrays": [{"$ifNull": ["$first", []]}, decision]},
-                        "$first",
+                        {"$lt": [{"$subtract": [now, "$createdAt"]}, CREATION_RACE_MS]},
+                        {
+                            "$cond": [
+                                {"$lt": [{"$size": {"$ifNull": ["$first", []]}}, FIRST_DECISIONS]},
+                                {"$concatArrays": [{"$ifNull": ["$first", []]}, decision]},
+                                "$first",
+                            ]
+                        },
+                        "$$REMOVE",  # long past its creation: nothing races it any more
                     ]
                 },
             }
