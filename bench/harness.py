@@ -195,7 +195,7 @@ class ApiServer:
         )
         # Benchmarks measure work, not the per-key budget: a bench that studies
         # throttling sets these itself.
-        env.setdefault("CONTACTGRAPH_THROTTLE_BUCKET", "1000000000")
+        env.setdefault("CONTACTGRAPH_THROTTLE_BUCKET", "100000000")
         env.setdefault("CONTACTGRAPH_COST_LIMIT", "1000000")
         self._output = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
@@ -278,7 +278,7 @@ async def in_process_api(server: DatabaseServer, **settings: Any) -> AsyncIterat
     from graph.http.app import create_app
     from graph.settings import Settings
 
-    settings.setdefault("throttle_bucket", 1_000_000_000)
+    settings.setdefault("throttle_bucket", 100_000_000)
     settings.setdefault("cost_limit", 1_000_000)
     app = create_app(Settings(mongodb_uri=server.uri, database=server.name, **settings))
     async with LifespanManager(app) as manager:
