@@ -146,12 +146,9 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     "orders": [
         IndexModel([("shopId", ASCENDING), ("_id", ASCENDING)]),  # see contacts
-        # Drafts have no externalId: the uniqueness covers only orders that carry one.
-        IndexModel(
-            [("shopId", ASCENDING), ("externalId", ASCENDING)],
-            unique=True,
-            partialFilterExpression={"externalId": {"$type": "string"}},
-        ),
+        # Every order has one, drafts their own _id (resolvers/order_docs.py): a
+        # plain index, because a partial one is not used for {shopId, externalId: "A-1"}.
+        IndexModel([("shopId", ASCENDING), ("externalId", ASCENDING)], unique=True),
         IndexModel(
             [
                 ("shopId", ASCENDING),

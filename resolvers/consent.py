@@ -167,3 +167,34 @@ async def update_consent(
 
 def current_state(contact: dict[str, Any]) -> str:
     return (contact.get("consent") or {}).get("state") or "NOT_SUBSCRIBED"
+
+
+def first_consent(event: ConsentEvent) -> tuple[Doc, Doc]:
+    """(the `consent` field, its CONSENT_CHANGED entry) of a contact made with this event."""
+    state = {"state": event.state, "optInLevel": event.opt_in_level, "at": event.at}
+    return {**state, "source": event.source, "history": [event.to_doc()]}, _log_entry(event)
+
+
+def consent_change(contact: Doc, event: ConsentEvent) -> tuple[Doc, Doc]:
+    """(update, CONSENT_CHANGED entry) recording the event on a contact read in a transaction.
+
+    What `record_consent` does, for a caller that writes the contact itself,
+    in a transaction that makes the contact as read the one it writes: the
+    event joins the history and becomes the state unless a newer event holds
+    it. The caller pushes the entry with its own (one `$push` per write).
+    """
+    held = (contact.get("consent") or {}).get("at")
+    newest = held is None or held <= event.at
+    # The newest event goes at the end of the history (oldest first): no re-sort needed.
+    each: Doc = {"$each": [event.to_doc()]}
+    if not newest:
+        each["$sort"] = {"at": 1}
+    update: Doc = {"$push": {"consent.history": each}}
+    if newest:
+        update["$set"] = {
+            "consent.state": event.state,
+            "consent.optInLevel": event.opt_in_level,
+            "consent.at": event.at,
+            "consent.source": event.source,
+        }
+    return update, _log_entry(event)

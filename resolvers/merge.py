@@ -33,7 +33,7 @@ from resolvers import activity
 from resolvers.clock import now
 from resolvers.contacts import derived_fields, set_or_unset
 from resolvers.errors import Problem, Refused
-from resolvers.orders import COUNTED
+from resolvers.order_stats import COUNTED
 
 MAX_SOURCES = 10
 FILLED_DETAILS = ("firstName", "lastName", "phone", "company", "billingAddress")
@@ -290,14 +290,6 @@ async def _move_related(database: Database, shop_id: str, plan: MergePlan, sessi
             {"$set": {"contactId": target_id}},
             session=session,
         )
-    # The merged statistics are summed from these orders, so each now counts,
-    # even one whose recording died before reaching its contact: marked, so
-    # a later report of it does not count it again (see orders.land_if_lost).
-    await database.orders.update_many(
-        {"shopId": shop_id, "contactId": target_id, "landedAt": None},
-        {"$set": {"landedAt": now()}},
-        session=session,
-    )
 
 
 async def _write_target(database: Database, shop_id: str, plan: MergePlan, session: Any) -> None:

@@ -21,7 +21,7 @@ from loaders.mongo import Database, Doc
 from loaders.orders import history_stages
 from resolvers.clock import now
 from resolvers.contacts import set_or_unset
-from resolvers.orders import COUNTED
+from resolvers.order_stats import COUNTED
 from resolvers.validation import email_key
 
 log = logging.getLogger("contactgraph")
@@ -166,12 +166,32 @@ async def key_message_addresses(database: Database) -> int:
     return changed
 
 
+async def key_drafts(database: Database) -> int:
+    """Drafts stored without an externalId get their own _id as one; the number changed.
+
+    Orders were unique on (shopId, externalId) only where it was a string,
+    and drafts had none. The plain unique index that replaces that partial
+    one (which look-ups by externalId could not use) needs a distinct key in
+    every order, and a draft's own id is one no shop's id (a string) can
+    equal. The partial index goes once the drafts are keyed, so
+    `ensure_indexes` builds the plain one under its name.
+    """
+    keyed = await database.orders.update_many(
+        {"externalId": None}, [{"$set": {"externalId": "$_id"}}]
+    )
+    indexes = await database.orders.index_information()
+    if "partialFilterExpression" in indexes.get("shopId_1_externalId_1", {}):
+        await database.orders.drop_index("shopId_1_externalId_1")
+    return keyed.modified_count
+
+
 Migration = Callable[[Database], Awaitable[Any]]
 
 # In the order they must run; a name, once released, never changes meaning.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("order-dates-never-null", repair_order_dates),
     ("drop-replaced-indexes-1", drop_replaced_indexes),
+    ("drafts-keyed-by-their-id", key_drafts),
     ("message-address-keys", key_message_addresses),
 ]
 

@@ -29,7 +29,8 @@ from pymongo.errors import DuplicateKeyError
 from loaders.mongo import Database
 
 KEEP_FOR = dt.timedelta(hours=72)
-# Longer than any order recording takes (one waits at most a few seconds for another).
+# Far longer than recording an order takes (one transaction, milliseconds); a
+# recording that overruns it is still harmless, as said above.
 CLAIM_LEASE = dt.timedelta(seconds=60)
 WEBHOOK_ID_MAX = 256
 APPLYING, APPLIED = "APPLYING", "APPLIED"

@@ -15,7 +15,7 @@ from graph.types.node import decode_id, encode_id
 from resolvers import activity
 from resolvers.activity import BUCKET_SIZE, EMBEDDED_KEEP, MAX_BUCKETS_PER_SPILL, SPILL_AT
 from resolvers.contacts import new_contact
-from resolvers.orders import seed_orders
+from resolvers.order_seed import seed_orders
 
 T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 

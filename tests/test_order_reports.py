@@ -8,7 +8,8 @@ from decimal import Decimal
 from conftest import SHOP
 from test_orders import at, contact_doc, record, record_ok
 
-from resolvers.orders import change_order
+from resolvers.activity import in_transaction
+from resolvers.order_cancel import change_order
 
 STATISTICS = ("orderCount", "totalSpent", "firstOrderAt", "lastOrderAt", "orderRev")
 
@@ -97,13 +98,17 @@ async def test_the_check_is_in_the_write_so_a_report_read_before_a_newer_one_can
     before = await contact_doc(database)
 
     # ... and the slower one, dated between the two, writes what it computed.
-    order, contact = await change_order(
+    order, contact = await in_transaction(
         database,
-        SHOP,
-        read_early,
-        status="CANCELED",
-        refunded=Decimal(1),
-        reported_at=dt.datetime.fromisoformat(at(2)),
+        lambda session: change_order(
+            database,
+            SHOP,
+            read_early,
+            status="CANCELED",
+            refunded=Decimal(1),
+            reported_at=dt.datetime.fromisoformat(at(2)),
+            session=session,
+        ),
     )
 
     assert contact is None and order["status"] == "OPEN"

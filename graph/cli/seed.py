@@ -108,7 +108,7 @@ async def seed_shop(
             for doc in docs:
                 label_counts.update(doc["labels"])
             if orders_per_contact:
-                from resolvers.orders import seed_orders  # orders are their own feature
+                from resolvers.order_seed import seed_orders  # orders are their own feature
 
                 await seed_orders(database, shop_id, docs, orders_per_contact, rng)
             written += len(docs)

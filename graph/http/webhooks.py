@@ -22,8 +22,9 @@ is applied again (see resolvers.webhook_receipts). Otherwise the body runs
 the very `orderRecord` mutation an INGEST key would, so the two paths
 cannot drift apart: 200 with the order, 422 with `userErrors` for refused
 input, 400 when the body is not an OrderInput at all, 503 with Retry-After
-while a first delivery of the same order (or of the same webhook-id) is
-still being applied.
+while another delivery of the same webhook-id is being applied. The order
+itself needs no such wait: it is recorded in one transaction, all or
+nothing, so a delivery of the same order under another id simply applies.
 
 The check is the spec's, written out here rather than taken from the
 `standardwebhooks` package (whose signer the tests use to prove senders
@@ -57,7 +58,6 @@ from graph.settings import Settings
 from loaders.container import Loaders
 from loaders.mongo import Database
 from resolvers import clock
-from resolvers.orders import LANDING_GRACE
 from resolvers.shops import SHOP_ID, ApiKey, Role, Shop, get_shop, webhook_secret_key
 from resolvers.webhook_receipts import CLAIM_LEASE, WEBHOOK_ID_MAX, Claim, Seen, claim_delivery
 
@@ -227,9 +227,6 @@ async def _record(
     if result.errors:
         errors = [format_error(e) for e in result.errors]
         codes = {e["extensions"]["code"] for e in errors}
-        if "TRY_AGAIN" in codes:
-            # The first delivery of this order is still being recorded.
-            return _try_again({"errors": errors}, int(LANDING_GRACE.total_seconds()))
         return _json(500 if "INTERNAL_SERVER_ERROR" in codes else 400, {"errors": errors})
     recorded = (result.data or {})["orderRecord"]
     return _json(422 if recorded["userErrors"] else 200, recorded)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 
 import strawberry
 
 from graph.context import Info
-from graph.errors import ClientError
-from graph.operations.contacts import contact_from
 from graph.types.node import decode_id
 from graph.types.order import (
     DraftOrderInput,
@@ -18,11 +17,14 @@ from graph.types.order import (
     load_order,
     order_from,
 )
-from resolvers import orders
+from resolvers.drafts import create_draft
 from resolvers.errors import Refused, not_found
+from resolvers.order_cancel import cancel_order
+from resolvers.order_record import record_order
 
 
-def _payload(info: Info, order: dict, contact: dict | None) -> OrderPayload:
+def _payload(info: Info, order: dict, contact: dict | None = None) -> OrderPayload:
+    """The answer of an order mutation; `contact` is the order's contact as written, when at hand."""
     ctx = info.context
     if ctx.shop.currency is None and order.get("currency"):
         # This order gave the shop its currency: money in this response is in it.
@@ -30,9 +32,14 @@ def _payload(info: Info, order: dict, contact: dict | None) -> OrderPayload:
     # Histories read earlier in this request (several mutations in one) are stale now.
     ctx.loaders.orders_by_contact_id.clear_all()
     ctx.loaders.order_count_by_contact_id.clear_all()
-    return OrderPayload(
-        order=order_from(info, order), contact=contact_from(info, contact) if contact else None
-    )
+    contact_id = order.get("contactId")
+    if contact is not None:
+        ctx.loaders.contact_by_id.prime(contact["_id"], contact, force=True)
+    elif contact_id is not None:
+        # Changed by this mutation: read afresh, not from what this request read before.
+        with contextlib.suppress(KeyError):  # not read before
+            ctx.loaders.contact_by_id.clear(contact_id)
+    return OrderPayload(order=order_from(info, order), contact_id=contact_id)
 
 
 @strawberry.type
@@ -52,11 +59,9 @@ class OrderMutation:
     async def order_record(self, info: Info, input: OrderInput) -> OrderPayload:
         ctx = info.context
         try:
-            recorded = await orders.record_order(
+            recorded = await record_order(
                 ctx.database, ctx.shop_id, input.to_data(), shop_currency=ctx.currency
             )
-        except orders.OrderInFlight as err:
-            raise ClientError(str(err), "TRY_AGAIN") from None
         except Refused as refusal:
             return OrderPayload.refused(refusal)
         return _payload(info, recorded.order, recorded.contact)
@@ -71,16 +76,10 @@ class OrderMutation:
             order_id = decode_id(id, "Order")
             if order_id is None:
                 raise not_found(("id",), "Order")
-            order, contact = await orders.cancel_order(
-                ctx.database, ctx.shop_id, order_id, ctx.key.name
-            )
-        except orders.OrderInFlight as err:
-            raise ClientError(str(err), "TRY_AGAIN") from None
+            order = await cancel_order(ctx.database, ctx.shop_id, order_id, ctx.key.name)
         except Refused as refusal:
             return OrderPayload.refused(refusal)
-        if contact is None and order.get("contactId") is not None:
-            contact = await ctx.loaders.contact_by_id.load(order["contactId"])
-        return _payload(info, order, contact)
+        return _payload(info, order)
 
     @strawberry.mutation(
         description="A draft order for a contact (not placed, not counted); "
@@ -95,7 +94,7 @@ class OrderMutation:
             oid = decode_id(contact_id, "Contact")
             if oid is None:
                 raise not_found(("contactId",))
-            order, contact = await orders.create_draft(
+            order = await create_draft(
                 ctx.database,
                 ctx.shop_id,
                 oid,
@@ -105,4 +104,4 @@ class OrderMutation:
             )
         except Refused as refusal:
             return OrderPayload.refused(refusal)
-        return _payload(info, order, contact)
+        return _payload(info, order)

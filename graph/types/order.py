@@ -17,7 +17,8 @@ from graph.types.scalars import DateTime, Decimal
 from loaders.keyset import Page, PageRequest, decode_cursor
 from loaders.orders import DEFAULT_PAGE, SORT_FIELD, OrderCountKey, OrdersKey, order_statuses
 from resolvers.errors import Refused
-from resolvers.orders import DraftData, LineItemData, OrderData
+from resolvers.order_docs import shop_external_id
+from resolvers.order_input import DraftData, LineItemData, OrderData
 
 
 @strawberry.enum(description="Where an order stands.")
@@ -130,7 +131,7 @@ class Order(Node):
     def from_doc(cls, doc: dict[str, Any]) -> Order:
         return cls(
             id=strawberry.ID(encode_id("Order", doc["_id"])),
-            external_id=doc.get("externalId"),
+            external_id=shop_external_id(doc),
             number=doc.get("number"),
             status=OrderStatus(doc["status"]),
             email=doc["email"],
@@ -230,11 +231,21 @@ async def contact_orders(
     return OrderConnection.from_page(page, OrderCountKey(contact_id, statuses))
 
 
+async def _payload_contact(root: OrderPayload, info: Info) -> Contact | None:
+    # Read only when selected: an order's transaction does not read its
+    # contact back (the contact as written is primed in the loader when at hand).
+    if root.contact_id is None:
+        return None
+    doc = await info.context.loaders.contact_by_id.load(root.contact_id)
+    return Contact.from_doc(doc, info.context.currency) if doc else None
+
+
 @strawberry.type
 class OrderPayload:
     order: Order | None = None
-    contact: Contact | None = None
+    contact: Contact | None = strawberry.field(resolver=_payload_contact)
     user_errors: list[UserError] = strawberry.field(default_factory=list)
+    contact_id: strawberry.Private[ObjectId | None] = None
 
     @classmethod
     def refused(cls, refusal: Refused) -> OrderPayload:
