@@ -1,10 +1,12 @@
 """Reads of the activity log: pages newest first across the embedded entries and the archive.
 
-The order is (at desc, _id desc) everywhere. Entries usually reach the
-archive oldest first, but a late event with an old `at` can sit in the
-embedded array while newer entries are already archived, so a page is
-always a merge of both sides by that key. See resolvers/activity.py for
-the storage layout and its counters.
+The order is (at desc, _id desc) everywhere. The embedded array is stored
+in the order entries were written (appends only, see resolvers/activity.py),
+so it is ordered here, on the server, before a page is cut from it.
+Entries usually reach the archive oldest first, but a late event with an
+old `at` can sit in the embedded array while newer entries are already
+archived, so a page is always a merge of both sides by that key. See
+resolvers/activity.py for the storage layout and its counters.
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ def _kind_ok(entry: Doc, kinds: tuple[str, ...] | None) -> bool:
     return kinds is None or entry.get("kind") in kinds
 
 
+def newest_first(array: Any) -> Doc:
+    """The aggregation expression ordering a stored log array newest first."""
+    return {"$sortArray": {"input": {"$ifNull": [array, []]}, "sortBy": {"at": -1, "_id": -1}}}
+
+
 def _window_pipeline(shop_id: str, ids: list[ObjectId], query: ActivityQuery) -> list[Doc]:
     """Per contact: the first+1 embedded entries of the page, and the counts for totalCount."""
     array = {"$ifNull": ["$activity", []]}
@@ -76,6 +83,8 @@ def _window_pipeline(shop_id: str, ids: list[ObjectId], query: ActivityQuery) ->
     if conds:
         cond = conds[0] if len(conds) == 1 else {"$and": conds}
         candidates = {"$filter": {"input": array, "as": "e", "cond": cond}}
+    # Filtered first: only the entries that may be on the page are sorted.
+    candidates = newest_first(candidates)
     return [
         {"$match": {"shopId": shop_id, "_id": {"$in": ids}}},
         {

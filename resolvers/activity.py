@@ -1,7 +1,7 @@
 """Entries of a contact's activity log, the update that records them, and the archive.
 
-The newest entries live in the contact document (`activity`, newest first by
-(at, _id)) so a contact page reads in one go. Older entries move to
+The newest entries live in the contact document (`activity`) so a contact
+page reads in one go. Older entries move to
 `activity_archive` in buckets so that no document ever approaches MongoDB's
 16 MB limit, however long a contact's history grows.
 
@@ -15,6 +15,16 @@ server also re-indexes the array), so a smaller array makes every order,
 note and label change cheaper. Spilling whole buckets of `BUCKET_SIZE` (100)
 keeps the archive at one document per 100 entries, and the slack between
 100 and 200 means a spill happens once per 100 new entries, not on every write.
+
+The embedded array is kept in the order entries were written, not sorted:
+every write appends (`push`), which MongoDB records in its oplog and change
+events as the new positions alone (`activity.N`). Keeping it sorted would
+take `$sort` (or `$position`) on every push, and either makes MongoDB log
+the whole array, 10-20 KB, into the oplog and every change event, for each
+note, order or label change. Entries mostly arrive in time order, but a
+late one (an order placed last week, reported now) does not, so readers
+order the array by (at, _id) themselves (`$sortArray` on the server, at
+most SPILL_AT entries) and never rely on positions.
 
 Counters on the contact, all changed in the same write as the entries they count:
 - `activityCount`: entries in the log, embedded and archived (deleted notes leave it);
@@ -89,11 +99,13 @@ def entry(
 
 
 def push(entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """Update operators that add entries to the log; merge them into the write's own update."""
-    # $sort keeps the log newest first even when an old event (a late order)
-    # is recorded after newer ones.
+    """Update operators that add entries to the log; merge them into the write's own update.
+
+    A plain append (no `$sort`, `$position` or `$slice`), so MongoDB logs
+    only the new entries: see the module's docstring.
+    """
     return {
-        "$push": {"activity": {"$each": entries, "$sort": {"at": -1, "_id": -1}}},
+        "$push": {"activity": {"$each": sorted(entries, key=sort_key)}},
         "$inc": {"activityCount": len(entries), "activityEmbedded": len(entries)},
     }
 
@@ -146,18 +158,19 @@ def bucket_of(shop_id: str, contact_id: ObjectId, entries: list[dict[str, Any]])
     }
 
 
-def _tail_to_move() -> dict[str, Any]:
+def _oldest_to_move() -> dict[str, Any]:
     """The oldest embedded entries in whole buckets, as many as leave at least EMBEDDED_KEEP.
 
     At least one bucket (the caller checks the bound) and at most
     MAX_BUCKETS_PER_SPILL, so one transaction stays small however far a
-    bulk write (an import, a failed earlier spill) pushed the array.
+    bulk write (an import, a failed earlier spill) pushed the array. Oldest first.
     """
     array = {"$ifNull": ["$activity", []]}
     over = {"$subtract": [{"$size": array}, EMBEDDED_KEEP]}
     whole = {"$subtract": [over, {"$mod": [over, BUCKET_SIZE]}]}
     count = {"$min": [{"$max": [whole, BUCKET_SIZE]}, MAX_BUCKETS_PER_SPILL * BUCKET_SIZE]}
-    return {"$slice": [array, {"$multiply": [-1, count]}]}
+    oldest_first = {"$sortArray": {"input": array, "sortBy": {"at": 1, "_id": 1}}}
+    return {"$slice": [oldest_first, count]}
 
 
 async def _spill_once(database: Any, shop_id: str, contact_id: ObjectId) -> bool:
@@ -171,7 +184,7 @@ async def _spill_once(database: Any, shop_id: str, contact_id: ObjectId) -> bool
                     {
                         "$project": {
                             "size": {"$size": {"$ifNull": ["$activity", []]}},
-                            "tail": _tail_to_move(),
+                            "tail": _oldest_to_move(),
                         }
                     },
                 ],
@@ -184,18 +197,18 @@ async def _spill_once(database: Any, shop_id: str, contact_id: ObjectId) -> bool
         kinds = Counter(e["kind"] for e in tail)
         moved = await database.contacts.update_one(
             # The array must be as read: the transaction's snapshot makes a
-            # concurrent write a conflict, and the two ends of the tail
-            # pinned in place say the same without relying on it.
+            # concurrent write a conflict, and its size pinned says the same
+            # without relying on it.
             {
                 "_id": contact_id,  # first: the embedded server then looks it up by id
                 "shopId": shop_id,
-                f"activity.{size - len(tail)}._id": tail[0]["_id"],
-                f"activity.{size - 1}._id": tail[-1]["_id"],
+                "$expr": {"$eq": [{"$size": {"$ifNull": ["$activity", []]}}, size]},
             },
             {
-                # Cutting the array's end removes exactly the tail (it is sorted,
-                # newest first), far cheaper than pulling each entry by id.
-                "$push": {"activity": {"$each": [], "$slice": size - len(tail)}},
+                # By id: the array is in write order, so the oldest entries
+                # need not sit together. Once per BUCKET_SIZE writes, MongoDB
+                # logs the array that is left (EMBEDDED_KEEP entries or so).
+                "$pull": {"activity": {"_id": {"$in": [e["_id"] for e in tail]}}},
                 "$inc": {
                     "activityEmbedded": -len(tail),
                     "activityArchived": len(tail),

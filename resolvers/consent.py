@@ -65,7 +65,11 @@ async def record_consent(
 
     Logs CONSENT_CHANGED. Returns the contact after the write, None when it does not exist.
     """
-    history = {"$push": {"consent.history": {"$each": [event.to_doc()], "$sort": {"at": 1}}}}
+    # The history is oldest first. The newest event goes at its end as a
+    # plain append, which MongoDB logs as that one event; only a late event
+    # needs `$sort`, which makes MongoDB log the whole history.
+    appended = {"$push": {"consent.history": {"$each": [event.to_doc()]}}}
+    sorted_in = {"$push": {"consent.history": {"$each": [event.to_doc()], "$sort": {"at": 1}}}}
     log = activity.push([_log_entry(event)])
     now = utc_now()
     newest = await database.contacts.find_one_and_update(
@@ -75,7 +79,7 @@ async def record_consent(
             "$or": [{"consent.at": {"$lte": event.at}}, {"consent.at": None}],
         },
         activity.merge_updates(
-            history,
+            appended,
             log,
             {
                 "$set": {
@@ -94,7 +98,7 @@ async def record_consent(
         # Either the contact is gone or a newer event holds the state: history only.
         newest = await database.contacts.find_one_and_update(
             {"shopId": shop_id, "_id": contact_id},
-            activity.merge_updates(history, log, {"$set": {"updatedAt": now}}),
+            activity.merge_updates(sorted_in, log, {"$set": {"updatedAt": now}}),
             projection={"activity": 0},
             return_document=ReturnDocument.AFTER,
         )

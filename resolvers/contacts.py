@@ -136,7 +136,8 @@ def new_contact(
     entries: list[dict[str, Any]] | None = None,
 ) -> Doc:
     labels = labels or []
-    log = sorted(entries or [], key=lambda e: (e["at"], e["_id"]), reverse=True)
+    # In write order, as later writes append (resolvers/activity.py).
+    log = sorted(entries or [], key=activity.sort_key)
     doc: Doc = {
         "_id": ObjectId(),
         "shopId": shop_id,

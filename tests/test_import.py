@@ -341,7 +341,7 @@ async def test_an_import_never_resubscribes_someone_who_was_asked_before(databas
     asked = await database.contacts.find_one({"_id": never["_id"]})
     assert asked["consent"]["state"] == "SUBSCRIBED" and asked["consent"]["source"] == "IMPORT"
     assert [e["source"] for e in asked["consent"]["history"]] == ["IMPORT"]
-    assert asked["activity"][0]["kind"] == "CONSENT_CHANGED"
+    assert max(asked["activity"], key=lambda e: (e["at"], e["_id"]))["kind"] == "CONSENT_CHANGED"
     assert asked["activityCount"] == never["activityCount"] + 1
 
 
