@@ -5,14 +5,20 @@ first subscriber, closed after the last one): a stream per subscriber would
 hold a pooled connection each, and a hundred open contact pages would starve
 the API's own queries.
 
-A change event carries the entries as written: the whole `activity` array
-(a `$push` with `$sort` rewrites it) or single positions (`activity.3`),
-depending on the server. An entry counts as new for a subscriber when it
+A change event carries the entries as written: single positions
+(`activity.3`, an append) or the whole `activity` array (a merge, a note
+deleted, an archive move). An entry counts as new for a subscriber when it
 was not in the log when the subscriber started and was not delivered
-before; so entries that only moved (re-sorted) are never delivered twice,
-and an old event recorded late (an order placed last week, arriving now)
-still is. Entries whose ids are older than the subscription by far (moved
-in from a merged duplicate) are history, not news.
+before; so entries that only moved are never delivered twice, and an old
+event recorded late (an order placed last week, arriving now) still is.
+Entries whose ids are older than the subscription by far (moved in from a
+merged duplicate) are history, not news.
+
+The server filters the stream (`STREAM_PIPELINE`): only updates that write
+log entries, deletions and replacements come through, and of an update only
+its log fields. A label renamed across a shop of a million contacts is a
+million updates; without the filter each would reach every process as a
+full event.
 """
 
 from __future__ import annotations
@@ -48,6 +54,48 @@ HISTORY_LOST = frozenset({286, 260, 280})
 # Failures in a row after which the token itself is taken to be the problem.
 MAX_RESUMES = 5
 _END: Doc = {}
+
+# An updated field that holds log entries: the array, or one position of it
+# (not `activity.3.text`, a note edited, nor the counters beside the array).
+_LOG_PATH = "^activity(\\.[0-9]+)?$"
+
+
+def _log_fields(fields: Any) -> Doc:
+    """The aggregation expression: the (key, value) pairs of `fields` that hold log entries."""
+    return {
+        "$filter": {
+            "input": {"$objectToArray": {"$ifNull": [fields, {}]}},
+            "cond": {"$regexMatch": {"input": "$$this.k", "regex": _LOG_PATH}},
+        }
+    }
+
+
+STREAM_PIPELINE: list[Doc] = [
+    {
+        "$match": {
+            "$or": [
+                {"operationType": {"$in": ["delete", "replace"]}},
+                {
+                    "operationType": "update",
+                    "$expr": {
+                        "$gt": [{"$size": _log_fields("$updateDescription.updatedFields")}, 0]
+                    },
+                },
+            ]
+        }
+    },
+    {
+        # The resume token (`_id`) stays as the server made it, as it must.
+        "$project": {
+            "operationType": 1,
+            "documentKey": 1,
+            "fullDocument.activity": 1,
+            "updateDescription.updatedFields": {
+                "$arrayToObject": _log_fields("$updateDescription.updatedFields")
+            },
+        }
+    },
+]
 # Before a stream replaces an invalidated one: a collection dropped again
 # and again must not make the feed spin.
 INVALIDATED_PAUSE_SECONDS = 0.5
@@ -183,9 +231,7 @@ class ActivityFeed:
             listener.offer(entries)
 
     async def _run(self) -> None:
-        pipeline: list[Any] = [
-            {"$match": {"operationType": {"$in": ["update", "replace", "delete"]}}}
-        ]
+        pipeline: list[Any] = STREAM_PIPELINE
         resume_token: Any = None
         failures = 0
         while True:

@@ -21,7 +21,7 @@ from graph.embedded import free_port
 from graph.http.app import create_app
 from graph.settings import Settings
 from graph.types.node import decode_id, encode_id
-from loaders.activity_feed import ActivityFeed
+from loaders.activity_feed import STREAM_PIPELINE, ActivityFeed
 from resolvers import activity
 from resolvers.activity import SPILL_AT
 from resolvers.clock import now
@@ -359,3 +359,47 @@ async def test_a_renamed_collection_ends_subscriptions_and_the_process_keeps_ans
             assert entry["_id"] == note["_id"]
     finally:
         faulthandler.cancel_dump_traceback_later()
+
+
+async def test_the_stream_brings_only_log_writes_and_only_their_log_fields(
+    database, commands, monkeypatch
+):
+    at = now()
+    created = activity.entry("CONTACT_CREATED", at=at)
+    doc = new_contact(
+        SHOP, "quiet@example.com", "quiet@example.com", "LEAD", {}, at, entries=[created]
+    )
+    await database.contacts.insert_one(doc)
+    feed = ActivityFeed(database)
+    reached: list[dict] = []
+    dispatch = feed._dispatch
+
+    def record(change):
+        reached.append(change)
+        dispatch(change)
+
+    monkeypatch.setattr(feed, "_dispatch", record)
+    commands.reset()
+    try:
+        async with feed.listen(SHOP, doc["_id"]) as entries:
+            # Writes without log entries (details, labels, counters) stay on the server.
+            await database.contacts.update_one(
+                {"_id": doc["_id"]},
+                {"$set": {"firstName": "Ann", "labels": ["VIP"]}, "$inc": {"rev": 1}},
+            )
+            note, _ = await add_note(database, SHOP, doc["_id"], "the one event", "A")
+            entry = await asyncio.wait_for(anext(entries), WAIT)
+            assert entry["_id"] == note["_id"]
+    finally:
+        await feed.close()
+
+    [change] = reached
+    assert change["operationType"] == "update" and "fullDocument" not in change
+    # Of the note's write, its log position only: not the counters, not updatedAt.
+    assert change["updateDescription"] == {"updatedFields": {"activity.1": note}}
+    [opened] = [
+        c["pipeline"]
+        for c in commands.documents("aggregate", "contacts")
+        if "$changeStream" in c["pipeline"][0]
+    ]
+    assert opened[1:] == STREAM_PIPELINE
