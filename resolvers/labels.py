@@ -335,17 +335,28 @@ def _by_id(docs: list[Doc]) -> dict[ObjectId, Doc]:
 async def _written(
     database: Database, shop_id: str, entry_contacts: dict[ObjectId, ObjectId]
 ) -> set[ObjectId]:
-    """The contacts whose update went through: those that hold the entry it logged."""
+    """The contacts whose update went through: those that hold the entry it logged.
+
+    Looked up through the contacts (by `_id`), as entries have no index of their own.
+    """
     entry_ids = list(entry_contacts)
+    contact_ids = list(set(entry_contacts.values()))
     done: set[ObjectId] = set()
     async for doc in database.contacts.find(
-        {"shopId": shop_id, "activity._id": {"$in": entry_ids}}, {"_id": 1}
+        # `_id` first: the embedded server then looks it up by id.
+        {"_id": {"$in": contact_ids}, "shopId": shop_id, "activity._id": {"$in": entry_ids}},
+        {"_id": 1},
     ):
         done.add(doc["_id"])
     if len(done) < len(entry_ids):
         # An entry may already have been archived by a busy contact's own spill.
         async for bucket in database.activity_archive.find(
-            {"shopId": shop_id, "entries._id": {"$in": entry_ids}}, {"contactId": 1}
+            {
+                "shopId": shop_id,
+                "contactId": {"$in": [c for c in contact_ids if c not in done]},
+                "entries._id": {"$in": entry_ids},
+            },
+            {"contactId": 1},
         ):
             done.add(bucket["contactId"])
     return done
@@ -374,10 +385,15 @@ async def _take_back_vanished(
     if not gone:
         return
     ids = list({cid for k in gone for cid in outcome.added[k]})
-    docs = await database.contacts.find(
-        {"shopId": shop_id, "_id": {"$in": ids}}, _LABEL_FIELDS
-    ).to_list()
-    await change_labels(database, shop_id, docs, add_remove_plan({}, gone), author)
+    # In batches: a shop-wide change may have touched a million contacts, and
+    # one `$in` of all their ids would pass MongoDB's 16 MB command limit.
+    for start in range(0, len(ids), BATCH):
+        docs = await database.contacts.find(
+            {"shopId": shop_id, "_id": {"$in": ids[start : start + BATCH]}},
+            _LABEL_FIELDS,
+            batch_size=BATCH,
+        ).to_list()
+        await change_labels(database, shop_id, docs, add_remove_plan({}, gone), author)
 
 
 # ---------------------------------------------------------------- the operations

@@ -522,3 +522,30 @@ async def test_renaming_and_deleting_while_others_add_keeps_counts_exact(api, da
             remove(api, ids[:2], ["Cold"]) if round_ else add(api, ids[:2], ["Cold"]),
         )
         await assert_consistent(database)
+
+
+async def test_a_vanished_label_is_taken_back_in_batches_of_contacts(
+    database, commands, monkeypatch
+):
+    # A shop-wide change may touch a million contacts: their ids never go in one command.
+    monkeypatch.setattr(labels_rules, "BATCH", 100)
+    docs = [
+        new_contact(
+            SHOP, f"c{i}@example.com", f"c{i}@example.com", "LEAD", {}, now(), labels=["Gone"]
+        )
+        for i in range(250)
+    ]
+    await database.contacts.insert_many(docs)
+    outcome = labels_rules.Outcome(added={"gone": [d["_id"] for d in docs]})
+    commands.reset()
+
+    await labels_rules._take_back_vanished(database, SHOP, outcome, "Admin Person")
+
+    reads = [
+        c["filter"]["_id"]["$in"]
+        for c in commands.documents("find", "contacts")
+        if "$in" in (c["filter"].get("_id") or {})
+    ]
+    assert sorted(len(ids) for ids in reads) == [50, 100, 100]
+    assert {oid for ids in reads for oid in ids} == {d["_id"] for d in docs}
+    assert await database.contacts.count_documents({"shopId": SHOP, "labelKeys": "gone"}) == 0
