@@ -29,7 +29,7 @@ IN_FLIGHT = 16
 CREATE = "mutation Create($email: String!) { contactCreate(input: {email: $email}) { contact { id email } } }"
 SUBSCRIBE = "subscription Watch($id: ID!) { contactActivity(contactId: $id) { kind text } }"
 # Each request's body arrives over this long: slow clients, in flight when the signal comes.
-TRICKLE_SECONDS = 3.0
+TRICKLE_SECONDS = 5.0
 
 
 def metric(text: str, name: str) -> float:
