@@ -55,6 +55,22 @@ def label_key(name: str) -> str:
     return " ".join(name.split()).casefold()
 
 
+# "At most" sent as `$lt` OR `$eq`: the embedded server drops the upper end of
+# a `$lte` it answers from a (shopId, field, _id) index, which would lose every
+# contact exactly at the bound. On MongoDB that `$or` costs a plan of two index
+# scans, so it is sent only to the embedded server: `adapt_to_server` finds out
+# which one this process talks to, once, at connect. Until then the
+# workaround holds, as it is correct on both.
+_lte_as_lt_or_eq = True
+
+
+async def adapt_to_server(database: Database) -> None:
+    """Learn whether the server is the embedded one (it says so in buildInfo)."""
+    global _lte_as_lt_or_eq
+    info = await database.db.command("buildInfo")
+    _lte_as_lt_or_eq = "secantusVersion" in info
+
+
 def _range(
     conditions: dict[str, Any], extra: list[Doc], name: str, low: Any, high: Any, *, strict: bool
 ) -> None:
@@ -64,11 +80,10 @@ def _range(
     if high is not None:
         if strict:
             bounds["$lt"] = high
-        else:
-            # "below or equal" as `$lt` OR `$eq`: the embedded server drops the
-            # upper end of a `$lte` it answers from a (shopId, field, _id) index,
-            # which would lose every contact exactly at the bound.
+        elif _lte_as_lt_or_eq:
             extra.append({"$or": [{name: {"$lt": high}}, {name: {"$eq": high}}]})
+        else:
+            bounds["$lte"] = high
     if bounds:
         conditions[name] = bounds
 

@@ -13,6 +13,8 @@ from plans import (
 )
 
 from graph.types.node import encode_id
+from loaders import contacts as loaders_contacts
+from loaders.mongo import Database
 
 EMAIL_PAGE = """
 query($after: String, $reverse: Boolean) {
@@ -162,3 +164,62 @@ async def test_export_and_erasure_find_messages_and_orders_by_index(api, databas
             {"find": "orders", **command},
             ["shopId_1_contactId_1_placedAt_-1__id_-1", "shopId_1_emailKey_1"],
         )
+
+
+AT_MOST = """
+query($max: Int!) {
+  contacts(first: 10, sortKey: ORDER_COUNT, filter: {orderCountMax: $max}) { nodes { email } }
+}
+"""
+
+
+def _order_count_bound(find: dict) -> dict:
+    """How the filter says "at most" for orderCount."""
+    parts = find["filter"].get("$and", [find["filter"]])
+    found = [
+        {k: v for k, v in p.items() if k in ("orderCount", "$or")}
+        for p in parts
+        if "orderCount" in p or "$or" in p
+    ]
+    assert len(found) == 1, find["filter"]
+    return found[0]
+
+
+async def test_at_most_is_lte_to_mongodb_and_lt_or_eq_to_the_embedded_server(
+    api, database, commands, monkeypatch
+):
+    await add_contacts(database, *[contact_doc(f"c{n}@example.com", orders=n) for n in (1, 2, 3)])
+    embedded = await is_embedded(database)
+    # Learnt at connect, from what the server says of itself.
+    assert loaders_contacts._lte_as_lt_or_eq is embedded
+
+    commands.reset()
+    found = (await api.data(AT_MOST, {"max": 2}))["contacts"]["nodes"]
+    assert sorted(n["email"] for n in found) == ["c1@example.com", "c2@example.com"]
+    workaround = {"$or": [{"orderCount": {"$lt": 2}}, {"orderCount": {"$eq": 2}}]}
+    bound = _order_count_bound(last_sorted_find(commands))
+    assert bound == (workaround if embedded else {"orderCount": {"$lte": 2}})
+
+    # What MongoDB is sent: one range, which its (shopId, orderCount, _id) index answers.
+    monkeypatch.setattr(loaders_contacts, "_lte_as_lt_or_eq", False)
+    commands.reset()
+    await api.data(AT_MOST, {"max": 2})
+    assert _order_count_bound(last_sorted_find(commands)) == {"orderCount": {"$lte": 2}}
+
+
+async def test_the_server_is_recognised_by_its_build_info(monkeypatch):
+    class Reporting:
+        def __init__(self, info: dict) -> None:
+            self.info = info
+
+        async def command(self, name: str) -> dict:
+            assert name == "buildInfo"
+            return self.info
+
+    monkeypatch.setattr(loaders_contacts, "_lte_as_lt_or_eq", True)
+    for info, workaround in (
+        ({"version": "8.0.4"}, False),
+        ({"version": "8.2.11", "secantusVersion": "0.7.0b3"}, True),
+    ):
+        await loaders_contacts.adapt_to_server(Database(Reporting(info)))  # type: ignore[arg-type]
+        assert loaders_contacts._lte_as_lt_or_eq is workaround

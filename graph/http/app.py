@@ -29,6 +29,7 @@ from graph.schema import build_schema
 from graph.settings import Settings
 from graph.tracing import Tracing
 from loaders.activity_feed import ActivityFeed
+from loaders.contacts import adapt_to_server
 from loaders.mongo import Database, connect, ensure_indexes
 from loaders.observability import CommandMonitor
 from resolvers.migrations import run_migrations
@@ -74,6 +75,7 @@ def create_app(settings: Settings, tracing: Tracing | None = None) -> Starlette:
             event_listeners=[CommandMonitor(tracing)],
         )
         database = Database(client[settings.database])
+        await adapt_to_server(database)
         # Data first: a migration may make the data fit a changed index.
         await run_migrations(database)
         await ensure_indexes(database)
