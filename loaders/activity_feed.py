@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import datetime as dt
 import logging
 import re
@@ -175,7 +176,9 @@ class ActivityFeed:
             self._listeners.setdefault(contact_id, set()).add(listener)
             if self._task is None or self._task.done():
                 self._ready.clear()
-                self._task = asyncio.create_task(self._run())
+                # A context of its own: the stream outlives the request that
+                # opened it, and its log lines must not carry that request's id.
+                self._task = asyncio.create_task(self._run(), context=contextvars.Context())
         try:
             await asyncio.wait_for(self._ready.wait(), READY_TIMEOUT_SECONDS)
             # Entries written while the stream was opening are in the document.

@@ -528,6 +528,7 @@ async def test_answers_to_a_listed_origin_are_readable_even_refusals(configured,
     assert data(ok.json()) == NO_CONTACTS
     assert ok.headers["access-control-allow-origin"] == ADMIN_ORIGIN
     assert "origin" in ok.headers["vary"].lower()
+    assert "x-request-id" in ok.headers["access-control-expose-headers"].lower()
 
     no_key = await configured.post(
         "/graphql", json={"query": COUNT}, headers={"Origin": ADMIN_ORIGIN}

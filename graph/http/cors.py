@@ -25,8 +25,9 @@ ALLOWED_HEADERS = (
     "Apollographql-Client-Name",
     "Apollographql-Client-Version",
 )
-# Readable by the app: the CSV's file name, and when to retry.
-EXPOSED_HEADERS = ("Content-Disposition", "Retry-After")
+# Readable by the app: the CSV's file name, when to retry, and the request's
+# id (to quote when reporting a problem, and to find its log lines).
+EXPOSED_HEADERS = ("Content-Disposition", "Retry-After", "X-Request-Id")
 PREFLIGHT_MAX_AGE_SECONDS = 600
 
 
