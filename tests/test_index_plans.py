@@ -10,6 +10,7 @@ from plans import (
     explain,
     index_names,
     is_embedded,
+    keys_examined,
 )
 
 from graph.types.node import encode_id
@@ -223,3 +224,40 @@ async def test_the_server_is_recognised_by_its_build_info(monkeypatch):
     ):
         await loaders_contacts.adapt_to_server(Database(Reporting(info)))  # type: ignore[arg-type]
         assert loaders_contacts._lte_as_lt_or_eq is workaround
+
+
+RECORD = """
+mutation($input: OrderInput!) { orderRecord(input: $input) { userErrors { code } } }
+"""
+
+
+async def test_an_order_is_found_by_its_external_id_through_the_unique_index(
+    api, database, commands
+):
+    order = {
+        "externalId": "A-1",
+        "email": "ann@example.com",
+        "currencyCode": "EUR",
+        "lineItems": [{"title": "Mug", "quantity": 1, "unitPrice": "5.00"}],
+    }
+    for n in range(3):
+        await api.data(RECORD, {"input": {**order, "externalId": f"B-{n}"}})
+    commands.reset()
+    assert (await api.data(RECORD, {"input": order}))["orderRecord"]["userErrors"] == []
+    assert (await api.data(RECORD, {"input": order}))["orderRecord"]["userErrors"] == []  # replay
+
+    look_ups = [
+        c for c in commands.documents("find", "orders") if c["filter"].get("externalId") == "A-1"
+    ]
+    assert look_ups, "no look-up by externalId was sent"
+    spec = (await database.orders.index_information())["shopId_1_externalId_1"]
+    # A plain unique index: a partial one (drafts left out by `$type`) is not
+    # used by MongoDB's planner for {shopId, externalId: "A-1"}.
+    assert spec["unique"] and "partialFilterExpression" not in spec
+    embedded = await is_embedded(database)
+    for look_up in look_ups:
+        explained = await explain(
+            database, look_up, hint="shopId_1_externalId_1" if embedded else None
+        )
+        assert index_names(explained) == ["shopId_1_externalId_1"]
+        assert keys_examined(explained) <= 1
