@@ -15,13 +15,10 @@ that needs them, so `contactgraph --help` answers at once.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import sys
-import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -45,11 +42,18 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+def _with_database(
+    settings: Settings, work: Callable[[Database], Awaitable[T]], *, indexes: bool = True
+) -> T:
     """Run `work` against MONGODB_URI, the running embedded server, or one started for it.
 
-    NoDatabase (from graph.embedded) when the data dir holds no database.
+    `indexes`: make sure of every index first, as a command that writes must
+    on a database no `serve` has started yet (a read-only command skips
+    those dozen round trips). NoDatabase (from graph.embedded) when the data
+    dir holds no database.
     """
+    import asyncio
+
     from graph.embedded import database_uri
     from loaders.mongo import Database, connect, ensure_indexes
 
@@ -57,7 +61,8 @@ def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]])
         client = connect(uri, serverSelectionTimeoutMS=10_000)
         try:
             database = Database(client[settings.database])
-            await ensure_indexes(database)
+            if indexes:
+                await ensure_indexes(database)
             return await work(database)
         finally:
             await client.close()
@@ -140,6 +145,8 @@ def serve(settings: Settings, workers: int) -> int:
             server.stop()
             announce("Stopped the embedded database.")
         if metrics_dir is not None:
+            import shutil
+
             shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
@@ -162,6 +169,8 @@ def _metrics_dir(workers: int) -> str | None:
     """
     if workers <= 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return None
+    import tempfile
+
     made = tempfile.mkdtemp(prefix="contactgraph-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
     return made
@@ -252,7 +261,7 @@ def keys_list(settings: Settings, shop: str) -> int:
             return None
         return await list_keys(database, shop)
 
-    rows = _with_database(settings, work)
+    rows = _with_database(settings, work, indexes=False)
     if rows is None:
         _say(f"contactgraph: no shop {shop!r}")
         return 2
@@ -325,12 +334,22 @@ def shops_webhook_secret(settings: Settings, shop: str, rotate: bool) -> int:
 
 
 def seed(settings: Settings, shop: str, contacts: int, orders_per_contact: int) -> int:
-    from graph.cli.seed import seed_shop
+    """Fill the shop with fake contacts and orders; one summary line at the end."""
+    from graph.cli.seed import MAX_ORDERS_PER_CONTACT, Seeded, SeedError, seed_shop
 
-    async def work(database: Database) -> Any:
+    if orders_per_contact > MAX_ORDERS_PER_CONTACT:
+        _say(f"contactgraph: --orders-per-contact is at most {MAX_ORDERS_PER_CONTACT}")
+        return 2
+
+    async def work(database: Database) -> Seeded:
         return await seed_shop(database, shop, contacts, orders_per_contact)
 
-    _with_database(settings, work)
+    try:
+        seeded = _with_database(settings, work)
+    except SeedError as err:
+        _say(f"contactgraph: {err}")
+        return 2
+    print(seeded.summary(shop), flush=True)
     return 0
 
 
