@@ -267,33 +267,44 @@ class FoundEntry:
     entry: Doc
 
 
+# An entry's id and the contact its global id names (None in ids issued before
+# they named one). Entries have no index of their own: the contact leads to them.
+EntryKey = tuple[ObjectId, ObjectId | None]
+
+
 async def find_entries(
-    database: Database, shop_id: str, ids: Sequence[ObjectId]
+    database: Database, shop_id: str, keys: Sequence[EntryKey]
 ) -> list[FoundEntry | None]:
-    """Entries by id wherever they are, embedded or archived."""
-    wanted = set(ids)
+    """Entries by id wherever they are, embedded or archived, found through their contacts."""
+    wanted = {entry_id for entry_id, _ in keys}
+    owners = list({owner for _, owner in keys if owner is not None})
     found: dict[ObjectId, FoundEntry] = {}
-    async for doc in database.contacts.find(
-        {"shopId": shop_id, "activity._id": {"$in": list(wanted)}}, {"activity": 1}
-    ):
-        for entry in doc.get("activity") or []:
-            if entry["_id"] in wanted:
-                found[entry["_id"]] = FoundEntry(doc["_id"], entry)
+    if owners:
+        async for doc in database.contacts.find(
+            # `_id` first: the embedded server then looks it up by id.
+            {"_id": {"$in": owners}, "shopId": shop_id, "activity._id": {"$in": list(wanted)}},
+            {"activity": 1},
+        ):
+            for entry in doc.get("activity") or []:
+                if entry["_id"] in wanted:
+                    found[entry["_id"]] = FoundEntry(doc["_id"], entry)
     missing = [i for i in wanted if i not in found]
     if missing:
-        # Read after the contacts: an entry archived in between is found here.
+        # Read after the contacts: an entry archived in between is found here,
+        # and so is an archived one whose contact was merged into another (the
+        # archive has an index of its entries' ids).
         async for bucket in database.activity_archive.find(
             {"shopId": shop_id, "entries._id": {"$in": missing}}, {"contactId": 1, "entries": 1}
         ):
             for entry in bucket.get("entries") or []:
                 if entry["_id"] in wanted:
                     found[entry["_id"]] = FoundEntry(bucket["contactId"], entry)
-    return [found.get(i) for i in ids]
+    return [found.get(entry_id) for entry_id, _ in keys]
 
 
-class ActivityEntryByIdLoader(DataLoader[ObjectId, FoundEntry | None]):
+class ActivityEntryByIdLoader(DataLoader[EntryKey, FoundEntry | None]):
     def __init__(self, database: Database, shop_id: str) -> None:
-        async def load(ids: list[ObjectId]) -> list[FoundEntry | None]:
-            return await find_entries(database, shop_id, ids)
+        async def load(keys: list[EntryKey]) -> list[FoundEntry | None]:
+            return await find_entries(database, shop_id, keys)
 
         super().__init__(load_fn=load)

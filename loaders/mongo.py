@@ -139,8 +139,6 @@ INDEXES: dict[str, list[IndexModel]] = {
         # would hold them all anyway (resolvers/migrations.py drops the old one).
         IndexModel([("shopId", ASCENDING), ("phone", ASCENDING)]),
         IndexModel([("shopId", ASCENDING), ("emailCanon", ASCENDING)]),
-        # An activity entry by its id (node(id:)), wherever its contact is.
-        IndexModel([("shopId", ASCENDING), ("activity._id", ASCENDING)]),
         # A merged-away contact's id (an unsubscribe link sent to it) finds the survivor.
         IndexModel([("shopId", ASCENDING), ("mergedIds", ASCENDING)]),
     ],

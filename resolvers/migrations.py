@@ -123,14 +123,23 @@ REPLACED_INDEXES: list[tuple[str, str, str | None]] = [
 ]
 
 
-async def drop_replaced_indexes(database: Database) -> list[str]:
+# The index of every embedded log entry's id (100-200 keys per contact): entries
+# are found through their contact instead, whose id their global ids carry.
+UNUSED_INDEXES: list[tuple[str, str, str | None]] = [
+    ("contacts", "shopId_1_activity._id_1", None),
+]
+
+
+async def drop_replaced_indexes(
+    database: Database, replaced: list[tuple[str, str, str | None]] = REPLACED_INDEXES
+) -> list[str]:
     """Drop the indexes of earlier versions that the current ones replace; their names.
 
     Runs before `ensure_indexes` builds the new ones. Queries keep working
     meanwhile, if more slowly, until the new index is built.
     """
     dropped = []
-    for collection, name, option in REPLACED_INDEXES:
+    for collection, name, option in replaced:
         indexes = await database.db[collection].index_information()
         spec = indexes.get(name)
         if spec is None or (option is not None and not spec.get(option)):
@@ -193,6 +202,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("drop-replaced-indexes-1", drop_replaced_indexes),
     ("drafts-keyed-by-their-id", key_drafts),
     ("message-address-keys", key_message_addresses),
+    ("drop-unused-indexes-1", lambda database: drop_replaced_indexes(database, UNUSED_INDEXES)),
 ]
 
 

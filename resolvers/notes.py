@@ -114,7 +114,7 @@ async def update_note(
 async def _edit_archived(
     database: Database, shop_id: str, contact_id: ObjectId, note_id: ObjectId, changes: Doc
 ) -> Doc | None:
-    bucket_id = await _bucket_of(database, shop_id, note_id)
+    bucket_id = await _bucket_of(database, shop_id, contact_id, note_id)
     if bucket_id is None:
         return None
     return await database.activity_archive.find_one_and_update(
@@ -159,10 +159,12 @@ async def delete_note(
     raise _note_not_found()
 
 
-async def _bucket_of(database: Database, shop_id: str, entry_id: ObjectId) -> ObjectId | None:
-    """The archive bucket holding an entry, whichever contact's it is."""
+async def _bucket_of(
+    database: Database, shop_id: str, contact_id: ObjectId, entry_id: ObjectId
+) -> ObjectId | None:
+    """The contact's archive bucket holding an entry."""
     found = await database.activity_archive.find_one(
-        {"shopId": shop_id, "entries._id": entry_id}, {"_id": 1}
+        {"shopId": shop_id, "contactId": contact_id, "entries._id": entry_id}, {"_id": 1}
     )
     return found["_id"] if found else None
 
@@ -172,7 +174,7 @@ async def _delete_archived(
 ) -> bool:
     """Pull the note from its bucket and the contact's archive counters together."""
 
-    bucket_id = await _bucket_of(database, shop_id, note_id)
+    bucket_id = await _bucket_of(database, shop_id, contact_id, note_id)
     if bucket_id is None:
         return False
 

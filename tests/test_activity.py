@@ -108,8 +108,8 @@ async def stored_ids(database: Any, contact_id: ObjectId) -> tuple[list[ObjectId
     return embedded, archived
 
 
-def gids(ids: list[ObjectId]) -> list[str]:
-    return [encode_id("ActivityEntry", i) for i in ids]
+def gids(ids: list[ObjectId], contact_id: ObjectId) -> list[str]:
+    return [encode_id("ActivityEntry", i, contact_id) for i in ids]
 
 
 async def test_a_new_contact_has_its_creation_in_the_log(api):
@@ -137,17 +137,17 @@ async def test_pages_newest_first_with_cursors_and_kinds(api, database):
 
     nodes, total = await read_all(api, gid, 7)
     assert total == 31
-    assert [n["id"] for n in nodes] == gids(expected)
+    assert [n["id"] for n in nodes] == gids(expected, oid)
 
     notes, note_total = await read_all(api, gid, 4, ["NOTE"])
     expected_notes = newest_first([e for e in entries if e["kind"] == "NOTE"])
     assert note_total == 10
-    assert [n["id"] for n in notes] == gids(expected_notes)
+    assert [n["id"] for n in notes] == gids(expected_notes, oid)
     assert {n["kind"] for n in notes} == {"NOTE"}
 
     two, two_total = await read_all(api, gid, 50, ["NOTE", "CONTACT_CREATED"])
     assert two_total == 11
-    assert [n["id"] for n in two][0] == gids(expected)[0]  # the creation, newest of all
+    assert [n["id"] for n in two][0] == gids(expected, oid)[0]  # the creation, newest of all
 
 
 async def test_first_and_after_are_checked(api):
@@ -240,7 +240,7 @@ async def test_a_late_old_entry_is_merged_with_newer_archived_ones(api, database
         everything.extend(bucket["entries"])
     nodes, total = await read_all(api, gid, 37)
     assert total == 603
-    assert [n["id"] for n in nodes] == gids(newest_first(everything))
+    assert [n["id"] for n in nodes] == gids(newest_first(everything), oid)
     assert nodes[-1]["text"] == "older"
     canceled, canceled_total = await read_all(api, gid, 1, ["ORDER_CANCELED"])
     assert canceled_total == 2
@@ -288,12 +288,12 @@ async def test_twenty_thousand_entries(api, database):
     expected = newest_first([*entries, creation])
     nodes, total = await read_all(api, gid, 250)
     assert total == 20_001
-    assert [n["id"] for n in nodes] == gids(expected)
+    assert [n["id"] for n in nodes] == gids(expected, oid)
 
     notes, note_total = await read_all(api, gid, 250, ["NOTE"])
     expected_notes = newest_first([e for e in entries if e["kind"] == "NOTE"])
     assert note_total == len(expected_notes) == 2_857
-    assert [n["id"] for n in notes] == gids(expected_notes)
+    assert [n["id"] for n in notes] == gids(expected_notes, oid)
 
 
 async def test_two_writers_racing_lose_and_duplicate_nothing(api, database):
@@ -406,14 +406,32 @@ async def test_node_finds_entries_embedded_and_archived(api, as_role, database):
     await write(database, oid, entries)
     embedded, archived = await stored_ids(database, oid)
     query = "query($id: ID!) { node(id: $id) { __typename id ... on ActivityEntry { kind text } } }"
+    # An entry's id names its contact: the way to it, as entries have no index of their own.
     for oid_ in (embedded[0], archived[0]):
-        data = await api.data(query, {"id": encode_id("ActivityEntry", oid_)})
-        assert data["node"]["id"] == encode_id("ActivityEntry", oid_)
+        data = await api.data(query, {"id": encode_id("ActivityEntry", oid_, oid)})
+        assert data["node"]["id"] == encode_id("ActivityEntry", oid_, oid)
         assert data["node"]["__typename"] == "ActivityEntry"
-    missing = await api.data(query, {"id": encode_id("ActivityEntry", ObjectId())})
-    assert missing["node"] is None
-    other = await as_role("OTHER").data(query, {"id": encode_id("ActivityEntry", embedded[0])})
+    # Ids issued before they named the contact still find archived entries.
+    data = await api.data(query, {"id": encode_id("ActivityEntry", archived[0])})
+    assert data["node"]["id"] == encode_id("ActivityEntry", archived[0], oid)
+    for unknown in (ObjectId(), embedded[0]):
+        missing = await api.data(query, {"id": encode_id("ActivityEntry", unknown, ObjectId())})
+        assert missing["node"] is None
+    other = await as_role("OTHER").data(query, {"id": encode_id("ActivityEntry", embedded[0], oid)})
     assert other["node"] is None
+
+
+async def test_an_entry_is_read_through_its_contact(api, database, commands):
+    gid, oid = await create_contact(api, "ann@example.com")
+    await write(database, oid, make_entries(SPILL_AT))
+    embedded, _ = await stored_ids(database, oid)
+    query = "query($id: ID!) { node(id: $id) { id } }"
+    commands.reset()
+    await api.data(query, {"id": encode_id("ActivityEntry", embedded[-1], oid)})
+    (read,) = commands.documents("find", "contacts")
+    assert read["filter"]["_id"] == {"$in": [oid]}
+    # No index on the entries' ids is needed, nor kept.
+    assert "shopId_1_activity._id_1" not in await database.contacts.index_information()
 
 
 async def test_readers_see_the_log_without_notes(api, as_role, database):

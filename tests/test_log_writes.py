@@ -103,9 +103,11 @@ async def test_a_late_entry_is_appended_and_read_in_its_place(api, database):
     stored = (await database.contacts.find_one({"_id": oid}))["activity"]
     assert stored[-1]["_id"] == late["_id"]  # written at the end, not sorted in
     page = (await api.data(PAGE, {"id": gid, "first": 10}))["contact"]["activity"]
-    expected = [encode_id("ActivityEntry", e["_id"]) for e in sorted(stored, key=key, reverse=True)]
+    expected = [
+        encode_id("ActivityEntry", e["_id"], oid) for e in sorted(stored, key=key, reverse=True)
+    ]
     assert [n["id"] for n in page["nodes"]] == expected
-    assert page["nodes"][-1]["id"] == encode_id("ActivityEntry", late["_id"])
+    assert page["nodes"][-1]["id"] == encode_id("ActivityEntry", late["_id"], oid)
 
 
 async def test_pages_read_in_order_from_a_log_stored_in_any_order(api, database):
@@ -125,7 +127,7 @@ async def test_pages_read_in_order_from_a_log_stored_in_any_order(api, database)
 
     for wanted in (None, ["NOTE", "FORM_SUBMITTED"]):
         expected = [
-            encode_id("ActivityEntry", e["_id"])
+            encode_id("ActivityEntry", e["_id"], doc["_id"])
             for e in sorted(entries, key=key, reverse=True)
             if wanted is None or e["kind"] in wanted
         ]

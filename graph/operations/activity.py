@@ -9,7 +9,7 @@ from bson import ObjectId
 
 from graph.context import Info
 from graph.errors import ClientError, forbidden
-from graph.operations.contacts import NODE_RESOLVERS, contact_from
+from graph.operations.contacts import OWNED_NODE_RESOLVERS, contact_from
 from graph.permissions import allowed_roles
 from graph.types.activity import ActivityEntry, NoteDeletePayload, NotePayload, visible_entry
 from graph.types.node import decode_id, encode_id
@@ -48,7 +48,9 @@ class ActivityMutation:
         except Refused as refusal:
             return NotePayload.refused(refusal)
         activity_changed(info)
-        return NotePayload(note=ActivityEntry.from_doc(note), contact=contact_from(info, doc))
+        return NotePayload(
+            note=ActivityEntry.from_doc(note, doc["_id"]), contact=contact_from(info, doc)
+        )
 
     @strawberry.mutation(
         description="Change a note's text; sets `editedAt`. Works for old (archived) notes too."
@@ -65,7 +67,9 @@ class ActivityMutation:
         except Refused as refusal:
             return NotePayload.refused(refusal)
         activity_changed(info)
-        return NotePayload(note=ActivityEntry.from_doc(note), contact=contact_from(info, doc))
+        return NotePayload(
+            note=ActivityEntry.from_doc(note, doc["_id"]), contact=contact_from(info, doc)
+        )
 
     @strawberry.mutation(description="Delete a note, wherever it is in the log.")
     async def note_delete(
@@ -80,7 +84,9 @@ class ActivityMutation:
         activity_changed(info)
         assert note_oid is not None
         return NoteDeletePayload(
-            deleted_note_id=strawberry.ID(encode_id("ActivityEntry", note_oid))
+            deleted_note_id=strawberry.ID(
+                encode_id("ActivityEntry", note_oid, _contact_id(contact_id))
+            )
         )
 
 
@@ -109,14 +115,14 @@ class ActivitySubscription:
                 if visible_entry(info, entry):
                     # A connection lives long: each event reads afresh (e.g. its order).
                     ctx.loaders = Loaders(ctx.database, ctx.shop_id)
-                    yield ActivityEntry.from_doc(entry)
+                    yield ActivityEntry.from_doc(entry, cid)
 
 
-async def _entry_node(info: Info, oid: ObjectId) -> ActivityEntry | None:
-    found = await info.context.loaders.activity_entry_by_id.load(oid)
+async def _entry_node(info: Info, oid: ObjectId, owner: ObjectId | None) -> ActivityEntry | None:
+    found = await info.context.loaders.activity_entry_by_id.load((oid, owner))
     if found is None or not visible_entry(info, found.entry):
         return None
-    return ActivityEntry.from_doc(found.entry)
+    return ActivityEntry.from_doc(found.entry, found.contact_id)
 
 
-NODE_RESOLVERS["ActivityEntry"] = _entry_node
+OWNED_NODE_RESOLVERS["ActivityEntry"] = _entry_node

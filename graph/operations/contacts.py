@@ -12,7 +12,7 @@ from graph.context import Info
 from graph.errors import bad_input
 from graph.types.contact import Contact, ContactConnection, ContactSortKey
 from graph.types.contact_inputs import ContactFilter, ContactInput
-from graph.types.node import Node, decode_any, decode_id, encode_id
+from graph.types.node import Node, decode_any, decode_id, decode_owner, encode_id
 from graph.types.order import load_order
 from graph.types.payloads import ContactPayload, ContactsDeletePayload
 from graph.types.segment import segment_filter_condition
@@ -82,6 +82,9 @@ class ContactQuery:
         if decoded is None:
             return None
         type_name, oid = decoded
+        owned = OWNED_NODE_RESOLVERS.get(type_name)
+        if owned is not None:
+            return await owned(info, oid, decode_owner(id))
         resolve = NODE_RESOLVERS.get(type_name)
         return await resolve(info, oid) if resolve else None
 
@@ -208,3 +211,7 @@ NODE_RESOLVERS: dict[str, Callable[[Info, ObjectId], Awaitable[Node | None]]] = 
     "Contact": _contact_node,
     "Order": load_order,
 }
+# Types found through their owner, whose id the global id carries (graph/types/node.py).
+OWNED_NODE_RESOLVERS: dict[
+    str, Callable[[Info, ObjectId, ObjectId | None], Awaitable[Node | None]]
+] = {}

@@ -87,9 +87,10 @@ class ActivityEntry(Node):
         return Order.from_doc(doc)
 
     @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> ActivityEntry:
+    def from_doc(cls, doc: dict[str, Any], contact_id: ObjectId) -> ActivityEntry:
+        """The entry of a stored log; its id names the contact, the way to find it again."""
         return cls(
-            id=strawberry.ID(encode_id("ActivityEntry", doc["_id"])),
+            id=strawberry.ID(encode_id("ActivityEntry", doc["_id"], contact_id)),
             kind=ActivityKind(doc["kind"]),
             at=doc["at"],
             author=doc.get("author"),
@@ -115,8 +116,8 @@ class ActivityConnection:
     )
 
     @classmethod
-    def from_page(cls, page: ActivityPage) -> ActivityConnection:
-        nodes = [ActivityEntry.from_doc(e) for e in page.entries]
+    def from_page(cls, page: ActivityPage, contact_id: ObjectId) -> ActivityConnection:
+        nodes = [ActivityEntry.from_doc(e, contact_id) for e in page.entries]
         edges = [
             ActivityEdge(cursor=encode_cursor(CURSOR_FIELD, e["at"], e["_id"]), node=node)
             for e, node in zip(page.entries, nodes, strict=True)
@@ -171,11 +172,11 @@ async def contact_activity(
     cursor = decode_cursor(after, CURSOR_FIELD) if after is not None else None
     wanted = visible_kinds(info, kinds)
     if wanted == ():
-        return ActivityConnection.from_page(EMPTY_PAGE)
+        return ActivityConnection.from_page(EMPTY_PAGE, contact_id)
     page = await info.context.loaders.activity_page.load(
         ActivityQuery(contact_id, size, cursor, wanted)
     )
-    return ActivityConnection.from_page(page or EMPTY_PAGE)
+    return ActivityConnection.from_page(page or EMPTY_PAGE, contact_id)
 
 
 async def contact_notes(info: Info, contact_id: ObjectId, first: int | None) -> list[ActivityEntry]:
@@ -185,7 +186,7 @@ async def contact_notes(info: Info, contact_id: ObjectId, first: int | None) -> 
     page = await info.context.loaders.activity_page.load(
         ActivityQuery(contact_id, size, None, (ActivityKind.NOTE.name,))
     )
-    return [ActivityEntry.from_doc(e) for e in (page.entries if page else [])]
+    return [ActivityEntry.from_doc(e, contact_id) for e in (page.entries if page else [])]
 
 
 @strawberry.type
