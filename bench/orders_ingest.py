@@ -7,12 +7,17 @@ Prints one JSON document:
 - ingestion: orders per second at 16 concurrent clients through the API
   (uvicorn, `orderRecord` with an INGEST key, a new externalId every time,
   orders spread over `--emails` customers so most land on known contacts),
-  next to the same writes done with a bare AsyncMongoClient by 16 tasks in
-  this process (find the contact, insert the order, update or insert the
-  contact: the three commands the API sends). ratio = api / raw.
+  next to the same transaction done with a bare AsyncMongoClient by 16 tasks
+  in this process (`raw_record`: find the order, find the contact, insert
+  the order, insert or update the contact, commit). ratio = api / raw.
 - commands_per_order: MongoDB commands for one `orderRecord`, counted in
   process (httpx ASGI transport + a PyMongo listener, key look-up cached):
   a new contact, a known contact, a replay, a replay that cancels.
+- per_kind: one order at a time over HTTP, by kind (a new e-mail, an
+  existing contact of the seeded shop, a replay of a recorded order),
+  interleaved with `raw_record` doing the same; median ms, commands, and
+  existing_over_new = API time for an existing contact / for a new e-mail
+  (target <= 1.5).
 - page: `contacts(first: 50) { nodes { email orders(first: 5) { nodes {
   externalId total { amount } } } } }`: commands at first 5, 50 and 250,
   and latency over HTTP next to the raw reads (find + one `$topN`
@@ -75,6 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--iterations", type=int, default=40, help="timed page requests per subject (default 40)"
+    )
+    parser.add_argument(
+        "--kind-iterations", type=int, default=60, help="timed orders per kind (default 60)"
     )
     return parser.parse_args(argv)
 
@@ -142,82 +150,101 @@ async def api_ingestion(
     }
 
 
-async def raw_ingestion(database: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """The same three commands per order, straight through the driver, by as many tasks."""
+def _raw_order(shop: str, data: dict[str, Any], contact_id: Any) -> dict[str, Any]:
     from bson import Decimal128, ObjectId
-    from pymongo import ReturnDocument
+
+    lines = data["lineItems"]
+    total = sum(Decimal(line["unitPrice"]) * line["quantity"] for line in lines) + Decimal(
+        data.get("shipping", "0")
+    )
+    return {
+        "_id": ObjectId(),
+        "shopId": shop,
+        "externalId": data["externalId"],
+        "status": "OPEN",
+        "email": data["email"],
+        "emailKey": data["email"].lower(),
+        "contactId": contact_id,
+        "placedAt": dt.datetime.fromisoformat(data["placedAt"]),
+        "currency": "EUR",
+        "total": Decimal128(total),
+        "lineItems": lines,
+        "shippingAddress": data.get("shippingAddress"),
+    }
+
+
+async def raw_record(database: Any, shop: str, data: dict[str, Any]) -> None:
+    """What `orderRecord` writes, in one transaction, straight through the driver."""
+    from bson import ObjectId
 
     from loaders.contacts import LIST_PROJECTION
 
-    shop = "bench-raw"
-    counter = iter(range(10**9))
-    start = time.perf_counter()
-    stop_at = start + args.seconds
+    email = data["email"].lower()
 
-    async def one(n: int) -> None:
-        data = order_input(n, args.emails)
-        email = data["email"]
-        placed = dt.datetime.fromisoformat(data["placedAt"])
-        total = Decimal("12.50") * data["lineItems"][0]["quantity"] + Decimal("4.90")
-        contact = await database.contacts.find_one(
-            {"shopId": shop, "emailKey": email}, LIST_PROJECTION
+    async def work(session: Any) -> None:
+        known = await database.orders.find_one(
+            {"shopId": shop, "externalId": data["externalId"]}, session=session
         )
-        contact_id = contact["_id"] if contact else ObjectId()
-        order = {
-            "_id": ObjectId(),
-            "shopId": shop,
-            "externalId": data["externalId"],
-            "status": "OPEN",
-            "email": email,
-            "emailKey": email,
-            "contactId": contact_id,
-            "placedAt": placed,
-            "currency": "EUR",
-            "total": Decimal128(total),
-            "lineItems": data["lineItems"],
-            "shippingAddress": data["shippingAddress"],
-        }
-        await database.orders.insert_one(order)
+        if known is not None:
+            return  # a replay that changes nothing
+        contact = await database.contacts.find_one(
+            {"shopId": shop, "emailKey": email}, LIST_PROJECTION, session=session
+        )
+        order = _raw_order(shop, data, contact["_id"] if contact else ObjectId())
+        await database.orders.insert_one(order, session=session)
+        placed, total = order["placedAt"], order["total"]
         entry = {"_id": ObjectId(), "kind": "ORDER_PLACED", "at": placed, "orderId": order["_id"]}
         if contact is None:
             await database.contacts.insert_one(
                 {
-                    "_id": contact_id,
+                    "_id": order["contactId"],
                     "shopId": shop,
-                    "email": email,
+                    "email": data["email"],
                     "emailKey": email,
                     "kind": "CUSTOMER",
                     "orderCount": 1,
-                    "totalSpent": Decimal128(total),
+                    "totalSpent": total,
                     "firstOrderAt": placed,
                     "lastOrderAt": placed,
                     "activity": [entry],
                     "activityCount": 1,
                     "activityEmbedded": 1,
-                }
-            )
-        else:
-            await database.contacts.find_one_and_update(
-                {"shopId": shop, "_id": contact_id},
-                {
-                    "$inc": {
-                        "orderCount": 1,
-                        "totalSpent": Decimal128(total),
-                        "activityCount": 1,
-                        "activityEmbedded": 1,
-                    },
-                    "$max": {"lastOrderAt": placed},
-                    "$min": {"firstOrderAt": placed},
-                    "$push": {"activity": {"$each": [entry], "$sort": {"at": -1, "_id": -1}}},
                 },
-                projection=LIST_PROJECTION,
-                return_document=ReturnDocument.AFTER,
+                session=session,
             )
+            return
+        await database.contacts.update_one(
+            {"_id": contact["_id"], "shopId": shop},
+            {
+                "$inc": {
+                    "orderCount": 1,
+                    "totalSpent": total,
+                    "activityCount": 1,
+                    "activityEmbedded": 1,
+                },
+                "$max": {"lastOrderAt": placed},
+                "$min": {"firstOrderAt": placed},
+                "$set": {"updatedAt": placed},
+                "$push": {"activity": entry},
+            },
+            session=session,
+        )
+
+    async with database.client.start_session() as session:
+        await session.with_transaction(work)
+
+
+async def raw_ingestion(database: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The same transaction per order, straight through the driver, by as many tasks."""
+    shop = "bench-raw"
+    counter = iter(range(10**9))
+    start = time.perf_counter()
+    stop_at = start + args.seconds
 
     async def worker() -> int:
         done = 0
         while time.perf_counter() < stop_at:
-            await one(next(counter))
+            await raw_record(database, shop, order_input(next(counter), args.emails))
             done += 1
         return done
 
@@ -227,6 +254,89 @@ async def raw_ingestion(database: Any, args: argparse.Namespace) -> dict[str, An
         "orders": recorded,
         "seconds": round(elapsed, 3),
         "orders_per_second": round(recorded / elapsed, 2),
+    }
+
+
+# --- one order at a time, by kind ------------------------------------------------
+
+
+def kind_order(external_id: str, email: str, n: int) -> dict[str, Any]:
+    return order_input(n, 1) | {"externalId": external_id, "email": email}
+
+
+async def per_kind(
+    server: harness.DatabaseServer, database: Any, key: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Time and commands of one order by kind, through the API and through `raw_record`."""
+    from loaders.mongo import Database, connect
+
+    total = args.kind_iterations + 3  # SideBySide's warm-up included
+    known = [
+        c["email"]
+        async for c in database.contacts.find({"shopId": SHOP}, {"email": 1}, limit=2 * total)
+    ]
+    if len(known) < 2 * total:
+        raise SystemExit(f"--contacts must be at least {2 * total} for --kind-iterations")
+    counter = harness.CommandCounter()
+    client = connect(server.uri, event_listeners=[counter])
+    raw_db = Database(client[server.name])
+    numbers = iter(range(10**9))
+    sent: dict[str, list[str]] = {}
+    with harness.ApiServer(server, workers=1) as api:
+        connection = await harness.HttpConnection(api.port).open()
+
+        async def through_api(data: dict[str, Any]) -> None:
+            raw = harness.graphql_request(RECORD, key, {"input": data})
+            status, body = await connection.request(raw)
+            if status != 200 or b'"userErrors":[]' not in body:
+                raise harness.HttpError(f"HTTP {status}: {body[:300]!r}")
+
+        async def through_driver(name: str, data: dict[str, Any]) -> None:
+            counter.reset()
+            await raw_record(raw_db, SHOP, data)
+            sent[name] = list(counter.names)
+
+        def fresh(kind: str, email: str) -> dict[str, Any]:
+            n = next(numbers)
+            return kind_order(f"kind-{kind}-{n}", email, n)
+
+        api_known, raw_known = iter(known[:total]), iter(known[total:])
+        await through_api(kind_order("kind-replay-api", "replayed@example.com", 0))
+        await through_driver("replay", kind_order("kind-replay-raw", "replayed-raw@example.com", 0))
+        subjects = {
+            "api_new": lambda: through_api(fresh("new", f"new-{next(numbers)}@example.com")),
+            "raw_new": lambda: through_driver(
+                "new", fresh("raw-new", f"raw-new-{next(numbers)}@example.com")
+            ),
+            "api_existing": lambda: through_api(fresh("known", next(api_known))),
+            "raw_existing": lambda: through_driver("existing", fresh("raw-known", next(raw_known))),
+            "api_replay": lambda: through_api(
+                kind_order("kind-replay-api", "replayed@example.com", 0)
+            ),
+            "raw_replay": lambda: through_driver(
+                "replay", kind_order("kind-replay-raw", "replayed-raw@example.com", 0)
+            ),
+        }
+        try:
+            timings = await SideBySide().run(subjects, iterations=args.kind_iterations)
+        finally:
+            await connection.close()
+            await client.close()
+    medians = {name: harness.median_ms(values) for name, values in timings.items()}
+    kinds: dict[str, Any] = {}
+    for kind in ("new", "existing", "replay"):
+        api_ms, raw_ms = medians[f"api_{kind}"], medians[f"raw_{kind}"]
+        kinds[kind] = {
+            "api_median_ms": round(api_ms, 2),
+            "raw_median_ms": round(raw_ms, 2),
+            "api_over_raw": ratio(api_ms, raw_ms),
+            "raw_commands": sent[kind],
+            "api": summary(timings[f"api_{kind}"]),
+        }
+    return {
+        "kinds": kinds,
+        "existing_over_new": ratio(medians["api_existing"], medians["api_new"]),
+        "raw_existing_over_new": ratio(medians["raw_existing"], medians["raw_new"]),
     }
 
 
@@ -400,6 +510,17 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             result["commands"] = await command_counts(server, key, args.emails)
             log("page latency ...")
             result["page"] = await page_latency(server, database, key, args)
+            # After the page: the raw side adds bare contacts to the page's shop.
+            log(f"one order at a time by kind, {args.kind_iterations} each ...")
+            result["per_kind"] = await per_kind(server, database, key, args)
+            for kind, name in (
+                ("new", "new_contact"),
+                ("existing", "known_contact"),
+                ("replay", "replay"),
+            ):
+                result["per_kind"]["kinds"][kind]["api_commands"] = result["commands"][
+                    "per_order_commands"
+                ][name]
             log(f"ingestion through the API, {args.concurrency} clients, {args.seconds} s ...")
             api = await api_ingestion(server, ingest_key, args)
             log(
