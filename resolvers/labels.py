@@ -586,11 +586,13 @@ async def rename_label(
         raise not_found(("name",), "Label")
     if old_key == new_key:
         if old["name"] != target_name:
-            await database.labels.update_one({"_id": old["_id"]}, {"$set": {"name": target_name}})
+            await database.labels.update_one(
+                {"shopId": shop_id, "_id": old["_id"]}, {"$set": {"name": target_name}}
+            )
             respell = _respell_plan(old_key, old["name"], target_name)
             await _sweep_spelling(database, shop_id, old_key, target_name, respell, author)
             await follow_label_rename(database, shop_id, old["name"], target_name)
-        doc = await database.labels.find_one({"_id": old["_id"]})
+        doc = await database.labels.find_one({"shopId": shop_id, "_id": old["_id"]})
         if doc is None:
             raise not_found(("name",), "Label")
         return doc
@@ -615,7 +617,7 @@ async def rename_label(
         assert target is not None
     plan = _move_plan(old_key, old["name"], new_key, target["name"])
     await _sweep(database, shop_id, old_key, plan, author)
-    deleted = await database.labels.delete_one({"_id": old["_id"]})
+    deleted = await database.labels.delete_one({"shopId": shop_id, "_id": old["_id"]})
     if deleted.deleted_count and merged:
         await database.shops.update_one({"_id": shop_id}, {"$inc": {"labelCount": -1}})
     elif not deleted.deleted_count and not merged:
@@ -623,7 +625,7 @@ async def rename_label(
         await database.shops.update_one({"_id": shop_id}, {"$inc": {"labelCount": 1}})
     await _sweep(database, shop_id, old_key, plan, author)  # contacts labeled while it moved
     await follow_label_rename(database, shop_id, old["name"], target["name"])
-    doc = await database.labels.find_one({"_id": target["_id"]})
+    doc = await database.labels.find_one({"shopId": shop_id, "_id": target["_id"]})
     assert doc is not None
     return doc
 
@@ -682,7 +684,7 @@ async def delete_label(database: Database, shop_id: str, name: str, author: str)
         raise not_found(("name",), "Label")
     plan = add_remove_plan({}, {key})
     await _sweep(database, shop_id, key, plan, author)
-    deleted = await database.labels.delete_one({"_id": doc["_id"]})
+    deleted = await database.labels.delete_one({"shopId": shop_id, "_id": doc["_id"]})
     if deleted.deleted_count:
         await database.shops.update_one({"_id": shop_id}, {"$inc": {"labelCount": -1}})
     await _sweep(database, shop_id, key, plan, author)  # contacts labeled while it went
