@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from bson import Decimal128
+
 from loaders.contacts import ContactFilterSpec
 from resolvers.consent import STATES
 from resolvers.validation import LABEL_MAX, parse_decimal
@@ -115,6 +117,15 @@ FIELDS: dict[str, _Field] = {
 SEGMENT_FIELD = "segment"
 
 
+def _comparable(amount: Decimal) -> bool:
+    """Whether MongoDB can hold the amount exactly (Decimal128 keeps 34 significant digits)."""
+    try:
+        Decimal128(amount)
+    except ArithmeticError:
+        return False
+    return True
+
+
 def check_spec(spec: ContactFilterSpec) -> None:
     """Bounds every usable filter keeps; FilterError naming the first field out of bounds."""
     for name in ("labelsAny", "labelsAll", "labelsNone"):
@@ -127,6 +138,8 @@ def check_spec(spec: ContactFilterSpec) -> None:
         amount = getattr(spec, FIELDS[name].attr)
         if amount is not None and (not amount.is_finite() or abs(amount) >= MAX_AMOUNT):
             raise FilterError(name, "totalSpent bounds must be finite amounts.")
+        if amount is not None and not _comparable(amount):
+            raise FilterError(name, "totalSpent bounds have at most 34 significant digits.")
     for name in ("orderCountMin", "orderCountMax"):
         count = getattr(spec, FIELDS[name].attr)
         if count is not None and not 0 <= count <= MAX_ORDER_COUNT:

@@ -1,0 +1,307 @@
+"""Mutation score of one module against its focused tests (mutmut), as one JSON document.
+
+    .venv/bin/python bench/mutation.py resolvers/contact_filters.py [--tests tests/test_x.py ...]
+
+The tree (the code packages, the tests, pyproject.toml) is copied into
+`.mutation/<module>/`, where mutmut makes its `mutants/` copy; nothing in the
+working tree is changed. Everything runs under `nice -n 19`, one mutant at a
+time (`--jobs` for more), each in a fresh process against one embedded
+database server shared by all (or `MONGODB_URI`). A mutant runs the focused
+tests that reach the mutated function (mutmut's own selection; functions the
+module's import calls get all of them), or with `--every-test` all of them;
+a mutant whose tests run longer than (their clean time + 20 s) x 3 is a
+timeout. The surviving mutants' diffs are written to
+`.mutation/<module>.survivors.diff` (or `--survivors FILE`). Mutants listed
+as equivalent in `bench/mutation-equivalents.md` are reported apart and do
+not count against the score.
+
+Slow (seconds per mutant): not part of CI. Run it before you stop when you
+changed a module's rules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".mutation"
+EQUIVALENTS = ROOT / "bench" / "mutation-equivalents.md"
+PACKAGES = ("graph", "resolvers", "loaders")
+
+# The tests that exercise each module's rules; a module not listed needs --tests.
+FOCUSED_TESTS: dict[str, list[str]] = {
+    "resolvers/contact_filters.py": [
+        "tests/test_filter_rules.py",
+        "tests/test_contacts_filters.py",
+        "tests/test_segments.py",
+    ],
+    "resolvers/validation.py": [
+        "tests/test_validation_rules.py",
+        "tests/test_validation.py",
+        "tests/test_contacts_create.py",
+    ],
+    "resolvers/consent.py": ["tests/test_consent_rules.py", "tests/test_consent.py"],
+    "loaders/keyset.py": ["tests/test_keyset_paging.py", "tests/test_contacts_paging.py"],
+    "resolvers/labels.py": ["tests/test_labels.py"],
+    "resolvers/segments.py": ["tests/test_segments.py"],
+    "graph/field_rights.py": ["tests/test_field_rights.py"],
+    "graph/cost.py": ["tests/test_cost.py"],
+}
+
+# A mutant the tests noticed, by mutmut's status names (mutmut.stats).
+DETECTED = ("killed", "timeout", "segfault", "caught by type check")
+
+
+def copy_tree(target: Path) -> None:
+    """The working tree's files (tracked or not, but not ignored) of the packages and the tests."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", *PACKAGES, "tests", "pyproject.toml"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    if target.exists():
+        shutil.rmtree(target)
+    for name in listed:
+        source = ROOT / name
+        if name.startswith("tests/clients/") or not source.is_file():
+            continue
+        destination = target / name
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, destination)
+
+
+# Imported once by mutmut's fork server, so each mutant's fresh process only
+# imports our own packages (which must be imported afresh: see write_config).
+PRELOAD = (
+    "pytest",
+    "_pytest.assertion.rewrite",
+    "pytest_asyncio",
+    "hypothesis",
+    "httpx",
+    "asgi_lifespan",
+    "pymongo",
+    "pymongo.asynchronous.mongo_client",
+    "bson",
+    "strawberry",
+    "strawberry.federation",
+    "graphql",
+    "starlette.applications",
+    "email_validator",
+    "phonenumbers",
+)
+
+
+def write_config(target: Path, module: str, tests: list[str], args: argparse.Namespace) -> None:
+    (target / "preload.txt").write_text("\n".join(PRELOAD) + "\n")
+    # setup.cfg, because the copied pyproject.toml has no [tool.mutmut] section.
+    lines = [
+        "[mutmut]",
+        "source_paths =",
+        *(f"    {p}" for p in PACKAGES),
+        f"only_mutate = {module}",
+        "pytest_add_cli_args_test_selection =",
+        *(f"    {t}" for t in tests),
+        # Code run while modules are imported (FIELDS built by _choice, say)
+        # must run as the mutant too: every mutant gets a process that
+        # imports our packages afresh, forked from one that holds only
+        # third-party code.
+        "process_isolation = forkserver",
+        "forkserver_warmup = import",
+        "preload_modules_file = preload.txt",
+        # Preloaded plugins (anyio, hypothesis) cannot have their asserts
+        # rewritten; pytest's warning about that is no test failure.
+        "pytest_add_cli_args =",
+        "    -W",
+        "    ignore::pytest.PytestAssertRewriteWarning",
+        # A mutant's tests may take (their clean time + constant) * multiplier
+        # seconds of wall time; the constant covers importing our packages and
+        # starting the embedded database in that fresh process.
+        f"timeout_constant = {args.timeout_constant}",
+        f"timeout_multiplier = {args.timeout_multiplier}",
+        "use_git_change_detection = false",
+        "track_dependencies = false",
+        "",
+    ]
+    (target / "setup.cfg").write_text("\n".join(lines))
+
+
+def mutmut(
+    target: Path, *args: str, database: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    command = [str(Path(sys.executable).parent / "mutmut"), *args]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    if database:
+        # The tests then use a database of their own on this server (and drop it).
+        env["MONGODB_URI"] = database
+    return subprocess.run(command, cwd=target, env=env, capture_output=True, text=True)
+
+
+def import_time_functions(source: str) -> set[str]:
+    """The module's own top-level functions that its import calls (`_choice` building FIELDS)."""
+    tree = ast.parse(source)
+    defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+    run_at_import: list[ast.AST] = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            run_at_import += [*node.decorator_list, *node.args.defaults, *node.args.kw_defaults]
+        elif isinstance(node, ast.ClassDef):
+            run_at_import += [*node.decorator_list, *node.bases]
+            run_at_import += [n for n in node.body if not isinstance(n, ast.FunctionDef)]
+        else:
+            run_at_import.append(node)
+    return {
+        call.func.id
+        for root in run_at_import
+        if root is not None
+        for call in ast.walk(root)
+        if isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Name)
+        and call.func.id in defined
+    }
+
+
+def widen_test_selection(target: Path, module: str, every_test: bool) -> list[str]:
+    """Give all focused tests to the functions whose mutants mutmut would judge by too few.
+
+    mutmut runs a mutant with the tests it saw call the mutated function. A
+    function called while the module is imported (and the closures it
+    returns) is seen only by the first test, so its mutants get every
+    focused test instead; with `every_test`, all mutants do. Returns the
+    functions widened.
+    """
+    stats_file = target / "mutants" / "mutmut-stats.json"
+    stats = json.loads(stats_file.read_text())
+    all_tests = sorted(stats["duration_by_test"])
+    prefix = module.removesuffix(".py").replace("/", ".") + "."
+    meta = target / "mutants" / (module + ".meta")
+    functions = {
+        key.partition("__mutmut_")[0] for key in json.loads(meta.read_text())["exit_code_by_key"]
+    }
+    if not every_test:
+        at_import = import_time_functions((target / module).read_text())
+        functions = {f for f in functions if f.removeprefix(prefix + "x_") in at_import}
+    for name in functions:
+        stats["tests_by_mangled_function_name"][name] = all_tests
+    stats_file.write_text(json.dumps(stats, indent=4))
+    return sorted(functions)
+
+
+def results(target: Path) -> dict[str, str]:
+    """mutant name -> status, from mutmut's own record of the run."""
+    from mutmut.stats import status_by_exit_code
+
+    found: dict[str, str] = {}
+    for meta in (target / "mutants").rglob("*.py.meta"):
+        data = json.loads(meta.read_text())
+        for name, code in data.get("exit_code_by_key", {}).items():
+            found[name] = status_by_exit_code[code]
+    return found
+
+
+def known_equivalents(module: str) -> set[str]:
+    """Mutant names listed as equivalent for this module (`- `name`: reason` lines)."""
+    if not EQUIVALENTS.exists():
+        return set()
+    stem = module.removesuffix(".py").replace("/", ".")
+    names = re.findall(r"^- `([^`]+)`", EQUIVALENTS.read_text(), flags=re.MULTILINE)
+    return {n for n in names if n.startswith(stem + ".")}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("module", help="a module file, e.g. resolvers/contact_filters.py")
+    parser.add_argument("--tests", nargs="+", help="the focused tests (default: the module's list)")
+    parser.add_argument("--jobs", type=int, default=1, help="mutants run at once (default 1)")
+    parser.add_argument(
+        "--timeout-constant",
+        type=float,
+        default=20.0,
+        help="seconds added to a mutant's clean test time before the multiplier (default 20)",
+    )
+    parser.add_argument(
+        "--timeout-multiplier",
+        type=float,
+        default=3.0,
+        help="a mutant that runs longer than (clean time + constant) x this is a timeout (default 3)",
+    )
+    parser.add_argument("--survivors", type=Path, help="where the surviving mutants' diffs go")
+    parser.add_argument(
+        "--every-test",
+        action="store_true",
+        help="run every mutant against all the focused tests, not only those that reach it",
+    )
+    args = parser.parse_args()
+
+    module = args.module.removeprefix("./")
+    if not (ROOT / module).is_file():
+        parser.error(f"no module {module}")
+    tests = args.tests or FOCUSED_TESTS.get(module)
+    if not tests:
+        parser.error(f"no focused tests known for {module}: pass --tests")
+    tests = [t for t in tests if (ROOT / t.split("::")[0]).exists()]
+
+    # Everything below, the database server and every mutant, runs at the lowest priority.
+    os.nice(19)
+    target = WORK / module.removesuffix(".py").replace("/", ".")
+    copy_tree(target)
+    write_config(target, module, tests, args)
+    with ExitStack() as stack:
+        database = os.environ.get("MONGODB_URI")
+        if not database:
+            # One embedded server for every mutant: starting and stopping one
+            # per mutant would cost more than most mutants' tests.
+            from graph.embedded import EmbeddedServer
+
+            database = stack.enter_context(EmbeddedServer(":memory:")).uri
+        # First pass: make the mutants and record each test's time; the name
+        # matches no mutant, so mutmut stops there (with an assertion).
+        first = mutmut(target, "run", "--max-children", "1", "no-such-mutant", database=database)
+        if not (target / "mutants" / "mutmut-stats.json").exists():
+            print(first.stdout[-3000:] + first.stderr[-3000:], file=sys.stderr)
+            return 1
+        widened = widen_test_selection(target, module, args.every_test)
+        run = mutmut(target, "run", "--max-children", str(args.jobs), database=database)
+    (target / "mutmut-run.log").write_text(first.stdout + first.stderr + run.stdout + run.stderr)
+    statuses = results(target)
+    if run.returncode != 0 or not statuses:
+        print(run.stdout[-3000:] + run.stderr[-3000:], file=sys.stderr)
+        return 1
+
+    equivalent = known_equivalents(module) & {n for n, s in statuses.items() if s == "survived"}
+    survivors = sorted(n for n, s in statuses.items() if s == "survived" and n not in equivalent)
+    diffs = [mutmut(target, "show", name).stdout for name in survivors]
+    survivors_file = args.survivors or WORK / f"{target.name}.survivors.diff"
+    survivors_file.write_text("".join(diffs))
+
+    counted = [s for n, s in statuses.items() if n not in equivalent]
+    detected = sum(counted.count(s) for s in DETECTED)
+    report = {
+        "module": module,
+        "tests": tests,
+        "mutants": len(statuses),
+        "killed": detected - counted.count("timeout"),
+        "survived": len(survivors),
+        "timeout": counted.count("timeout"),
+        "equivalent": len(equivalent),
+        "other": {s: counted.count(s) for s in sorted(set(counted) - {*DETECTED, "survived"})},
+        "score": round(100 * detected / len(counted), 1) if counted else None,
+        "every_test_for": "every mutant" if args.every_test else widened,
+        "survivors_file": str(survivors_file.relative_to(ROOT)),
+    }
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""Consent rules to the edge: which time wins, the clock's bounds, the messages, what else moves.
+
+tests/test_consent.py covers the story of consentUpdate; these pin its
+bounds (five minutes ahead of the server's clock, not before 1970), the
+exact messages, a tie in time, and what a consent write does to the rest of
+the contact (its update time, its activity log).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from conftest import SHOP
+
+from graph.types.node import decode_id
+from resolvers import activity
+from resolvers.activity import EMBEDDED_KEEP, SPILL_AT
+from resolvers.consent import check_event, current_state
+from resolvers.errors import Refused
+
+CREATE = "mutation($email: String!) { contactCreate(input: {email: $email}) { contact { id } } }"
+UPDATE = """
+mutation($id: ID!, $state: MarketingState!, $level: OptInLevel, $evidence: String, $at: DateTime) {
+  consentUpdate(contactId: $id, state: $state, optInLevel: $level, evidence: $evidence, at: $at) {
+    contact { updatedAt consent { state optInLevel updatedAt source history { state at } } }
+    userErrors { field message code }
+  }
+}
+"""
+SEND = """
+mutation($id: ID!) {
+  messageSend(contactId: $id, subject: "Sale", body: "20% off", marketing: true) {
+    message { marketing status }
+    userErrors { field message code }
+  }
+}
+"""
+NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+T = dt.datetime(2025, 6, 1, 8, 0, tzinfo=dt.UTC)
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.isoformat(timespec="milliseconds")
+
+
+async def contact(api: Any, email: str = "ann@example.com") -> str:
+    return (await api.data(CREATE, {"email": email}))["contactCreate"]["contact"]["id"]
+
+
+async def update(api: Any, gid: str, state: str, **more: Any) -> dict:
+    return (await api.data(UPDATE, {"id": gid, "state": state, **more}))["consentUpdate"]
+
+
+def problems(
+    refusal: pytest.ExceptionInfo[Refused],
+) -> list[tuple[tuple[str, ...] | None, str, str]]:
+    return [(p.field, p.message, p.code) for p in refusal.value.problems]
+
+
+def test_a_time_up_to_five_minutes_ahead_of_the_clock_is_taken_as_given():
+    edge = NOW + dt.timedelta(minutes=5)
+
+    assert check_event("SUBSCRIBED", None, None, edge, now=NOW) == (None, edge)
+    with pytest.raises(Refused) as refused:
+        check_event("SUBSCRIBED", None, None, edge + dt.timedelta(microseconds=1), now=NOW)
+
+    assert problems(refused) == [(("at",), "Consent cannot be given in the future.", "INVALID")]
+
+
+def test_a_time_from_1970_on_is_taken_and_earlier_is_refused():
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+    assert check_event("UNSUBSCRIBED", None, None, epoch, now=NOW) == (None, epoch)
+    with pytest.raises(Refused) as refused:
+        check_event("UNSUBSCRIBED", None, None, epoch - dt.timedelta(microseconds=1), now=NOW)
+
+    assert problems(refused) == [(("at",), "The time is before 1970.", "INVALID")]
+
+
+def test_no_time_means_now_and_a_time_without_offset_is_refused():
+    assert check_event("PENDING", "UNKNOWN", None, None, now=NOW) == (None, NOW)
+    # Another offset is the same instant, kept as given.
+    cet = dt.datetime(2025, 6, 1, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert check_event("PENDING", None, None, cet, now=NOW) == (None, cet)
+
+    with pytest.raises(Refused) as refused:
+        check_event("PENDING", None, None, dt.datetime(2025, 6, 1), now=NOW)
+
+    assert problems(refused) == [(("at",), "The time needs a UTC offset.", "INVALID")]
+
+
+@pytest.mark.parametrize(
+    ("state", "level"),
+    [
+        ("SUBSCRIBED", "SINGLE_OPT_IN"),
+        ("SUBSCRIBED", "CONFIRMED_OPT_IN"),
+        ("PENDING", "UNKNOWN"),
+        ("NOT_SUBSCRIBED", None),
+        ("UNSUBSCRIBED", None),
+    ],
+)
+def test_a_level_goes_with_a_yes_and_only_with_one(state, level):
+    assert check_event(state, level, None, T, now=NOW) == (None, T)
+
+
+@pytest.mark.parametrize("state", ["NOT_SUBSCRIBED", "UNSUBSCRIBED"])
+def test_a_level_with_a_no_is_refused(state):
+    with pytest.raises(Refused) as refused:
+        check_event(state, "SINGLE_OPT_IN", None, T, now=NOW)
+
+    assert problems(refused) == [
+        (("optInLevel",), "An opt-in level goes with SUBSCRIBED or PENDING only.", "INVALID")
+    ]
+
+
+def test_every_problem_of_an_event_is_named_at_once():
+    with pytest.raises(Refused) as refused:
+        check_event("MAYBE", "DOUBLE", "x" * 5001, dt.datetime(1969, 1, 1, tzinfo=dt.UTC), now=NOW)
+
+    assert problems(refused) == [
+        (("state",), "Unknown marketing state.", "INVALID"),
+        (("optInLevel",), "Unknown opt-in level.", "INVALID"),
+        (("evidence",), "Evidence is longer than 5000 characters.", "TOO_LONG"),
+        (("at",), "The time is before 1970.", "INVALID"),
+    ]
+
+
+def test_evidence_is_kept_trimmed_with_its_line_breaks():
+    evidence, _ = check_event("SUBSCRIBED", None, "\n  I agree\n\tto the newsletter.  ", T, now=NOW)
+
+    assert evidence == "I agree\n\tto the newsletter."
+
+
+async def test_the_api_names_a_refused_time_and_level(api, database):
+    gid = await contact(api)
+    before = await database.contacts.find_one({"shopId": SHOP})
+    future = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
+
+    refusals = [
+        await update(api, gid, "SUBSCRIBED", at=iso(future)),
+        await update(api, gid, "SUBSCRIBED", at="1969-12-31T23:59:59.999Z"),
+        await update(api, gid, "UNSUBSCRIBED", level="CONFIRMED_OPT_IN"),
+    ]
+
+    assert [r["userErrors"] for r in refusals] == [
+        [{"field": ["at"], "message": "Consent cannot be given in the future.", "code": "INVALID"}],
+        [{"field": ["at"], "message": "The time is before 1970.", "code": "INVALID"}],
+        [
+            {
+                "field": ["optInLevel"],
+                "message": "An opt-in level goes with SUBSCRIBED or PENDING only.",
+                "code": "INVALID",
+            }
+        ],
+    ]
+    assert all(r["contact"] is None for r in refusals)
+    assert await database.contacts.find_one({"shopId": SHOP}) == before
+
+
+async def test_of_two_events_at_the_same_time_the_later_recorded_wins(api):
+    gid = await contact(api)
+    await update(api, gid, "SUBSCRIBED", level="SINGLE_OPT_IN", at=iso(T))
+
+    second = await update(api, gid, "UNSUBSCRIBED", at=iso(T))
+
+    consent = second["contact"]["consent"]
+    assert (consent["state"], consent["optInLevel"], consent["updatedAt"]) == (
+        "UNSUBSCRIBED",
+        None,
+        iso(T),
+    )
+    assert [e["state"] for e in consent["history"]] == ["SUBSCRIBED", "UNSUBSCRIBED"]
+
+
+async def test_the_newest_event_carries_its_level_and_source_into_the_state(api, as_role):
+    gid = await contact(api)
+    await update(as_role("STAFF"), gid, "PENDING", level="UNKNOWN", at=iso(T))
+
+    newer = await update(
+        api, gid, "SUBSCRIBED", level="CONFIRMED_OPT_IN", at=iso(T + dt.timedelta(1))
+    )
+
+    consent = newer["contact"]["consent"]
+    assert (consent["state"], consent["optInLevel"], consent["source"]) == (
+        "SUBSCRIBED",
+        "CONFIRMED_OPT_IN",
+        "ADMIN",
+    )
+    stored = await as_role("STAFF").data(
+        "query($id: ID!) { contact(id: $id) { consent { state optInLevel source } } }", {"id": gid}
+    )
+    assert stored["contact"]["consent"] == {
+        "state": "SUBSCRIBED",
+        "optInLevel": "CONFIRMED_OPT_IN",
+        "source": "ADMIN",
+    }
+
+
+async def test_every_consent_write_moves_the_contacts_update_time(api, database):
+    gid = await contact(api)
+    oid = decode_id(gid, "Contact")
+    created = (await database.contacts.find_one({"_id": oid}))["updatedAt"]
+
+    newest = await update(api, gid, "SUBSCRIBED", at=iso(T))
+    after_newest = (await database.contacts.find_one({"_id": oid}))["updatedAt"]
+    late = await update(api, gid, "UNSUBSCRIBED", at=iso(T - dt.timedelta(days=1)))
+    after_late = (await database.contacts.find_one({"_id": oid}))["updatedAt"]
+
+    assert created < after_newest <= after_late
+    assert after_late > created
+    assert newest["contact"]["updatedAt"] == iso(after_newest.replace(tzinfo=dt.UTC))
+    assert late["contact"]["updatedAt"] == iso(after_late.replace(tzinfo=dt.UTC))
+    assert late["contact"]["consent"]["state"] == "SUBSCRIBED"
+
+
+async def fill_log(database, oid: ObjectId, count: int) -> None:
+    """Entries pushed as every writer pushes them, but without the spill that follows."""
+    entries = [
+        activity.entry("NOTE", text=f"n{i}", at=T + dt.timedelta(seconds=i)) for i in range(count)
+    ]
+    await database.contacts.update_one({"_id": oid}, activity.push(entries))
+
+
+@pytest.mark.parametrize("offset_days", [1, -1], ids=["newest event", "late event"])
+async def test_a_consent_write_on_a_full_log_moves_the_oldest_entries_to_the_archive(
+    api, database, offset_days
+):
+    gid = await contact(api)
+    oid = decode_id(gid, "Contact")
+    await update(api, gid, "SUBSCRIBED", at=iso(T))
+    await fill_log(database, oid, SPILL_AT - 3)  # with the creation and the first event: one short
+    assert await database.activity_archive.count_documents({}) == 0
+
+    await update(api, gid, "UNSUBSCRIBED", at=iso(T + dt.timedelta(days=offset_days)))
+
+    doc = await database.contacts.find_one({"_id": oid})
+    assert len(doc["activity"]) == doc["activityEmbedded"] == EMBEDDED_KEEP
+    assert doc["activityCount"] == SPILL_AT
+    assert await database.activity_archive.count_documents({"contactId": oid}) == 1
+
+
+async def test_marketing_mail_follows_the_current_state(api, database):
+    gid = await contact(api)
+    await update(api, gid, "SUBSCRIBED", at=iso(T))
+    await update(api, gid, "UNSUBSCRIBED", at=iso(T - dt.timedelta(days=1)))  # late: no change
+
+    allowed = (await api.data(SEND, {"id": gid}))["messageSend"]
+    await update(api, gid, "UNSUBSCRIBED", at=iso(T + dt.timedelta(days=1)))
+    refused = (await api.data(SEND, {"id": gid}))["messageSend"]
+
+    assert allowed == {"message": {"marketing": True, "status": "QUEUED"}, "userErrors": []}
+    assert refused == {
+        "message": None,
+        "userErrors": [
+            {
+                "field": ["marketing"],
+                "message": "Marketing e-mail goes only to contacts whose consent is SUBSCRIBED.",
+                "code": "NOT_ALLOWED",
+            }
+        ],
+    }
+    assert await database.messages.count_documents({}) == 1
+
+
+@pytest.mark.parametrize(
+    ("stored", "state"),
+    [
+        ({}, "NOT_SUBSCRIBED"),
+        ({"consent": None}, "NOT_SUBSCRIBED"),
+        ({"consent": {"history": []}}, "NOT_SUBSCRIBED"),
+        ({"consent": {"state": "PENDING", "history": []}}, "PENDING"),
+    ],
+)
+def test_a_contact_stored_without_a_state_is_not_subscribed(stored, state):
+    assert current_state({"_id": ObjectId(), **stored}) == state
