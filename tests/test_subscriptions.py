@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import faulthandler
 import json
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -341,8 +341,19 @@ async def test_a_renamed_collection_ends_subscriptions_and_the_process_keeps_ans
         return [entry async for entry in entries]
 
     # A feed that spins blocks the event loop, and this test's own timeouts
-    # with it: the watchdog thread ends the run instead of letting it hang.
-    faulthandler.dump_traceback_later(60, exit=True)
+    # with it. A timer signal still gets through (its handler runs between
+    # any two bytecodes): it breaks the spin and the test fails, saying so.
+    blocked: list[bool] = []
+
+    class Blocked(Exception):
+        pass
+
+    def watchdog(signum: int, frame: Any) -> None:
+        blocked.append(True)
+        raise Blocked("the event loop was blocked for 30 s")
+
+    previous = signal.signal(signal.SIGALRM, watchdog)
+    signal.setitimer(signal.ITIMER_REAL, 30)
     try:
         async with feed.listen(SHOP, doc["_id"]) as entries:
             await database.contacts.rename("contacts_moved_away")
@@ -352,13 +363,16 @@ async def test_a_renamed_collection_ends_subscriptions_and_the_process_keeps_ans
                 assert health.status_code == 200 and health.json() == {"status": "ok"}
             finally:
                 await database.db["contacts_moved_away"].rename("contacts")
+        assert not blocked, "the event loop was blocked"
         # A new subscription gets a working stream again.
         async with feed.listen(SHOP, doc["_id"]) as entries:
             note, _ = await add_note(database, SHOP, doc["_id"], "after the restore", "A")
             entry = await asyncio.wait_for(anext(entries), WAIT)
             assert entry["_id"] == note["_id"]
     finally:
-        faulthandler.cancel_dump_traceback_later()
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not blocked, "the event loop was blocked"
 
 
 async def test_the_stream_brings_only_log_writes_and_only_their_log_fields(
