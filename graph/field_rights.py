@@ -38,8 +38,8 @@ from graphql import (
 from graphql.execution import Executor
 from graphql.execution.collect_fields import FieldDetailsList
 from graphql.pyutils import Path
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from graph.attribute_resolvers import PlainFieldsExecutor
 from graph.errors import ClientError, forbidden
 from graph.permissions import READ_RULES, allowed_roles
 from resolvers.shops import Role
@@ -154,7 +154,7 @@ def _role(context: Any) -> Role | None:
     return role if isinstance(role, Role) else None
 
 
-class RightsExecutor(StrawberryGraphQLCoreExecutionContext):
+class RightsExecutor(PlainFieldsExecutor):
     """Strawberry's executor, built only for operations within the key's rights."""
 
     @classmethod

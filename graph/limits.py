@@ -9,7 +9,8 @@ time, by Strawberry's MaxTokensLimiter.)
 The checks run in `QueryChecks.on_execute`: after parsing and graphql-core's
 validation (both linear, and cached per document), before execution starts.
 Cost needs the request's variables (`first: $n`), which is why these are
-not validation rules.
+not validation rules; the analysis is remembered per document and page
+sizes (graph/query_shapes.py).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from strawberry.extensions import SchemaExtension
 
 from graph import cost as table
 from graph.errors import MASKED_MESSAGE, ClientError
+from graph.query_shapes import shape_of
 from graph.settings import Settings
 from resolvers import clock
 from resolvers.throttle import Bucket, ThrottleStatus, spend
@@ -382,7 +384,7 @@ class QueryChecks(SchemaExtension):
             return None  # graphql-core or an earlier check answers it; nothing runs
         self.subscription = operation.operation is OperationType.SUBSCRIPTION
         variables = ctx.variables if isinstance(ctx.variables, Mapping) else {}
-        shape = analyse(ctx.schema._schema, document, operation, variables)
+        shape = shape_of(ctx.schema._schema, document, operation, variables)
         self.requested = shape.cost
         refusal = check_limits(shape, self.settings)
         if refusal is not None:

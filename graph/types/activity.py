@@ -74,17 +74,13 @@ class ActivityEntry(Node):
     order_id: strawberry.Private[ObjectId | None]
 
     @strawberry.field(description="The order, for order entries; null when it no longer exists.")
-    async def order(
-        self, info: Info
-    ) -> Annotated[Order, strawberry.lazy("graph.types.order")] | None:
+    def order(self, info: Info) -> Annotated[Order, strawberry.lazy("graph.types.order")] | None:
+        # Not async: most entries have no order, and an async resolver costs
+        # each of them a coroutine and a task; an order entry hands
+        # graphql-core the awaitable that loads its order.
         if self.order_id is None:
             return None
-        doc = await info.context.loaders.order_by_id.load(self.order_id)
-        if doc is None:
-            return None
-        from graph.types.order import Order  # order.py imports the contact types this module needs
-
-        return Order.from_doc(doc)
+        return _load_order(info, self.order_id)  # type: ignore[return-value]
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any], contact_id: ObjectId) -> ActivityEntry:
@@ -100,38 +96,56 @@ class ActivityEntry(Node):
         )
 
 
+async def _load_order(info: Info, order_id: ObjectId) -> Order | None:
+    doc = await info.context.loaders.order_by_id.load(order_id)
+    if doc is None:
+        return None
+    from graph.types.order import Order  # order.py imports the contact types this module needs
+
+    return Order.from_doc(doc)
+
+
 @strawberry.type
 class ActivityEdge:
     cursor: str
     node: ActivityEntry
 
 
+def _cursor(entry: dict[str, Any]) -> str:
+    return encode_cursor(CURSOR_FIELD, entry["at"], entry["_id"])
+
+
+def _activity_edges(root: ActivityConnection) -> list[ActivityEdge]:
+    # Each cursor is a JSON + base64 encoding: made only when a client selects edges.
+    return [
+        ActivityEdge(cursor=_cursor(entry), node=node)
+        for entry, node in zip(root.entries, root.nodes, strict=True)
+    ]
+
+
 @strawberry.type(description="A page of a contact's activity log, newest first.")
 class ActivityConnection:
-    edges: list[ActivityEdge]
+    edges: list[ActivityEdge] = strawberry.field(resolver=_activity_edges)
     nodes: list[ActivityEntry]
     page_info: PageInfo
     total_count: int = strawberry.field(
         description="Entries of the requested kinds over all pages."
     )
+    entries: strawberry.Private[list[dict[str, Any]]]
 
     @classmethod
     def from_page(cls, page: ActivityPage, contact_id: ObjectId) -> ActivityConnection:
-        nodes = [ActivityEntry.from_doc(e, contact_id) for e in page.entries]
-        edges = [
-            ActivityEdge(cursor=encode_cursor(CURSOR_FIELD, e["at"], e["_id"]), node=node)
-            for e, node in zip(page.entries, nodes, strict=True)
-        ]
+        entries = page.entries
         return cls(
-            edges=edges,
-            nodes=nodes,
+            nodes=[ActivityEntry.from_doc(e, contact_id) for e in entries],
             page_info=PageInfo(
                 has_next_page=page.has_next,
                 has_previous_page=page.has_previous,
-                start_cursor=edges[0].cursor if edges else None,
-                end_cursor=edges[-1].cursor if edges else None,
+                start_cursor=_cursor(entries[0]) if entries else None,
+                end_cursor=_cursor(entries[-1]) if entries else None,
             ),
             total_count=page.total_count,
+            entries=entries,
         )
 
 
