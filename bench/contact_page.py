@@ -32,8 +32,11 @@ p95; overhead_over_floor = (api - raw) / floor at the median
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
+import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +104,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--iterations", type=int, default=200, help="timed rounds per subject (default 200)"
     )
     parser.add_argument("--warmup", type=int, default=5, help="untimed rounds first (default 5)")
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=10.0,
+        help="how long to measure the processes' idle CPU burn first (default 10)",
+    )
     return parser.parse_args(argv)
 
 
@@ -133,12 +142,14 @@ def _order(doc: dict[str, Any], currency: str) -> dict[str, Any]:
     }
 
 
-def _entry(doc: dict[str, Any], orders: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+def _entry(
+    doc: dict[str, Any], contact_id: Any, orders: dict[Any, dict[str, Any]]
+) -> dict[str, Any]:
     from graph.types.node import encode_id
 
     order = orders.get(doc.get("orderId"))
     return {
-        "id": encode_id("ActivityEntry", doc["_id"]),
+        "id": encode_id("ActivityEntry", doc["_id"], contact_id),
         "kind": doc["kind"],
         "at": _ts(doc["at"]),
         "author": doc.get("author"),
@@ -190,7 +201,7 @@ def page_data(raw: dict[str, Any], currency: str) -> dict[str, Any]:
                     if shown
                     else None,
                 },
-                "nodes": [_entry(e, named) for e in shown],
+                "nodes": [_entry(e, contact["_id"], named) for e in shown],
             },
             "orders": {"nodes": [_order(o, currency) for o in orders[:5]]},
         }
@@ -202,12 +213,19 @@ def page_data(raw: dict[str, Any], currency: str) -> dict[str, Any]:
 
 async def raw_page(database: Any, contact_id: Any) -> dict[str, Any]:
     """The page's data in three commands: contact + newest entries, newest orders, named orders."""
+    from loaders.activity import newest_first
     from loaders.orders import history_stages
 
-    contact = await database.contacts.find_one(
-        {"_id": contact_id, "shopId": SHOP},
-        {"searchTerms": 0, "activity": {"$slice": 51}},
-    )
+    # The log is stored in write order: the server orders it newest first and cuts the window.
+    [contact] = await (
+        await database.contacts.aggregate(
+            [
+                {"$match": {"_id": contact_id, "shopId": SHOP}},
+                {"$addFields": {"activity": {"$slice": [newest_first("$activity"), 51]}}},
+                {"$project": {"searchTerms": 0}},
+            ]
+        )
+    ).to_list()
     orders = await (
         await database.orders.aggregate(
             [
@@ -334,6 +352,39 @@ def percentiles(samples: list[float]) -> dict[str, Any]:
     return shown
 
 
+async def idle_burn(cpu: harness.ProcessCpu, seconds: float) -> tuple[float, float]:
+    """CPU seconds per second that the API server and this process burn while waiting.
+
+    While a request waits on the database, a process still burns a little
+    CPU on timers (uvicorn's loop, the driver's monitors); it is taken off
+    per second of waiting, or a slow database would look like API work.
+    """
+    server_before, own_before = cpu.read(), time.process_time()
+    await asyncio.sleep(seconds)
+    return (cpu.read() - server_before) / seconds, (time.process_time() - own_before) / seconds
+
+
+def cpu_compare(
+    side: SideBySide, server_busy: float, requests: int, idle: tuple[float, float]
+) -> dict[str, Any]:
+    """Mean CPU ms per page: the API server process vs this process's bare reads, and the floor."""
+    server_idle, own_idle = idle
+    api = server_busy / requests - server_idle * statistics.fmean(side.timings["api"])
+    raw = statistics.fmean(side.cpu["raw"]) - own_idle * statistics.fmean(side.timings["raw"])
+    floor = statistics.fmean(side.cpu["floor"])
+    return {
+        "api_server_ms": round(api * 1000, 3),
+        "raw_driver_ms": round(raw * 1000, 3),
+        "floor_ms": round(floor * 1000, 3),
+        "overhead_ms": round((api - raw) * 1000, 3),
+        "overhead_over_floor": ratio(api - raw, floor),
+        "idle_burn_ms_per_s": {
+            "api_server": round(server_idle * 1000, 3),
+            "raw_driver": round(own_idle * 1000, 3),
+        },
+    }
+
+
 def compare(timings: dict[str, list[float]]) -> dict[str, Any]:
     api, raw, floor = (percentiles(timings[k]) for k in ("api", "raw", "floor"))
     return {
@@ -393,15 +444,24 @@ async def measure(
                     raise harness.HttpError(f"HTTP {status}: {body[:300]!r}")
 
             async def raw_reads() -> None:
-                page_floor.root = page_data(await raw_page(database, page_contact["_id"]), "EUR")
+                await raw_page(database, page_contact["_id"])
 
+            server_cpu = harness.ProcessCpu(api.process.pid)  # type: ignore[union-attr]
+            idle = await idle_burn(server_cpu, args.idle_seconds)
             log(f"contact page, {args.iterations} rounds ...")
-            page_timings = await SideBySide().run(
+            side = SideBySide()
+            busy_before = server_cpu.read()
+            page_timings = await side.run(
                 {"api": api_page, "raw": raw_reads, "floor": harness.sync_timer(page_floor)},
                 iterations=args.iterations,
                 warmup=args.warmup,
             )
-            result["page"] = {"query": " ".join(PAGE.split()), **compare(page_timings)}
+            busy = server_cpu.read() - busy_before
+            result["page"] = {
+                "query": " ".join(PAGE.split()),
+                **compare(page_timings),
+                "cpu": cpu_compare(side, busy, args.iterations + args.warmup, idle),
+            }
 
             note_request = harness.graphql_request(
                 NOTE_ADD,
