@@ -250,9 +250,15 @@ async def test_erasure_leaves_no_trace_of_the_person_and_keeps_the_books(
     assert (await api.data(EXPORT, {"id": gid}))["contactDataExport"] is None
 
 
+# Each request spends from its key's budget; that bookkeeping is no shop data.
+DATA_COLLECTIONS = [name for name in COLLECTIONS if name != "throttle"]
+
+
 async def test_erasure_refusals_change_nothing(api, as_role, database, person):
     gid, _ = person
-    before = {name: await database.db[name].find({}).sort("_id").to_list() for name in COLLECTIONS}
+    before = {
+        name: await database.db[name].find({}).sort("_id").to_list() for name in DATA_COLLECTIONS
+    }
 
     for value in (encode_id("Contact", ObjectId()), "garbage"):
         data = await api.data(ERASE, {"id": value})
@@ -267,7 +273,7 @@ async def test_erasure_refusals_change_nothing(api, as_role, database, person):
     assert foreign["contactErase"]["userErrors"][0]["code"] == "NOT_FOUND"
 
     assert {
-        name: await database.db[name].find({}).sort("_id").to_list() for name in COLLECTIONS
+        name: await database.db[name].find({}).sort("_id").to_list() for name in DATA_COLLECTIONS
     } == before
 
 
