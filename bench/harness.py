@@ -38,7 +38,8 @@ import orjson  # noqa: E402
 from pymongo import monitoring  # noqa: E402
 
 from graph.embedded import EmbeddedServer, free_port  # noqa: E402
-from loaders.mongo import Database, connect, ensure_indexes  # noqa: E402
+from loaders.mongo import Database, connect  # noqa: E402
+from resolvers.migrations import migrate  # noqa: E402
 from resolvers.shops import Role, create_key, ensure_shop  # noqa: E402
 
 SHOP = "bench"
@@ -99,7 +100,8 @@ async def open_database(server: DatabaseServer, **options: Any) -> AsyncIterator
     client = connect(server.uri, serverSelectionTimeoutMS=10_000, **options)
     try:
         database = Database(client[server.name])
-        await ensure_indexes(database)
+        # What `contactgraph migrate` does once per deploy; the API then only checks.
+        await migrate(database)
         yield database
     finally:
         await client.close()

@@ -82,6 +82,13 @@ def _public_url(env: dict[str, str], name: str) -> str | None:
     return value
 
 
+def _flag(env: dict[str, str], name: str) -> bool:
+    value = (env.get(name) or "0").strip().lower()
+    if value not in ("0", "1", "true", "false"):
+        raise SettingsError(f"{name} must be 1 or 0, got {value!r}")
+    return value in ("1", "true")
+
+
 def _log_format(env: dict[str, str], name: str) -> str:
     value = (env.get(name) or "plain").strip().lower()
     if value not in ("plain", "json"):
@@ -136,6 +143,9 @@ class Settings:
     log_format: str = "plain"
     metrics_token: str | None = None
     shutdown_grace_seconds: int = 20
+    # Run the data migrations and build the indexes at start (`contactgraph
+    # migrate`'s work) instead of only checking that they are done.
+    migrate_on_start: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -159,6 +169,7 @@ class Settings:
             "log_format": _log_format(env, "CONTACTGRAPH_LOG_FORMAT"),
             "metrics_token": _metrics_token(env, "CONTACTGRAPH_METRICS_TOKEN"),
             "shutdown_grace_seconds": _int(env, "CONTACTGRAPH_SHUTDOWN_SECONDS", 20, 1, 3600),
+            "migrate_on_start": _flag(env, "CONTACTGRAPH_MIGRATE_ON_START"),
         }
         if values["cost_limit"] > values["throttle_bucket"]:  # type: ignore[operator]
             # An operation costing more than the whole bucket could never run.

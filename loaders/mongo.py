@@ -198,3 +198,20 @@ INDEXES: dict[str, list[IndexModel]] = {
 async def ensure_indexes(database: Database) -> None:
     for name, models in INDEXES.items():
         await database.db[name].create_indexes(models)
+
+
+async def missing_indexes(database: Database) -> list[str]:
+    """The indexes INDEXES names that the database lacks, as "collection.index name".
+
+    An index's name is made from its keys, so a changed key list shows up as
+    missing too; `contactgraph migrate` builds them.
+    """
+    missing = []
+    for collection, models in INDEXES.items():
+        present = set(await database.db[collection].index_information())
+        missing += [
+            f"{collection}.{model.document['name']}"
+            for model in models
+            if model.document["name"] not in present
+        ]
+    return missing

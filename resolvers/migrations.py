@@ -1,4 +1,10 @@
-"""Changes stored data needs once after an upgrade, run at startup and recorded when done.
+"""Changes stored data needs once after an upgrade, run by `contactgraph migrate` and recorded.
+
+`migrate` brings a database up to this version: the data migrations, then
+every index. It runs once per deploy (`contactgraph migrate`, or `serve` on
+the embedded database it starts itself); a server on MONGODB_URI only checks
+with `schema_gaps` and refuses to start while something is missing, so no
+worker ever builds an index or rewrites data during its own start.
 
 `run_migrations` applies, in order, every migration this database has not
 recorded in its `migrations` collection, and records each one that
@@ -17,7 +23,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo import UpdateOne
 
-from loaders.mongo import Database, Doc
+from loaders.mongo import Database, Doc, ensure_indexes, missing_indexes
 from loaders.orders import history_stages
 from resolvers.clock import now
 from resolvers.contacts import set_or_unset
@@ -221,3 +227,26 @@ async def run_migrations(database: Database) -> list[str]:
         log.info("data migration %s: done (%s)", name, result)
         ran.append(name)
     return ran
+
+
+async def migrate(database: Database) -> list[str]:
+    """Data first (a migration may make the data fit a changed index), then the indexes."""
+    ran = await run_migrations(database)
+    await ensure_indexes(database)
+    return ran
+
+
+async def schema_gaps(database: Database) -> list[str]:
+    """What `migrate` would still do here: pending migrations and missing indexes, by name."""
+    done = {doc["_id"] async for doc in database.migrations.find({}, {"_id": 1})}
+    pending = [f"migration {name}" for name, _ in MIGRATIONS if name not in done]
+    return pending + [f"index {name}" for name in await missing_indexes(database)]
+
+
+class SchemaNotReady(RuntimeError):
+    def __init__(self, gaps: list[str]) -> None:
+        shown = ", ".join(gaps[:5]) + (f" and {len(gaps) - 5} more" if len(gaps) > 5 else "")
+        super().__init__(
+            f"The database is not ready for this version ({shown}): run `contactgraph migrate`."
+        )
+        self.gaps = gaps

@@ -86,6 +86,7 @@ def mongodb_uri() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def settings(mongodb_uri: str) -> Settings:
     return Settings(
+        migrate_on_start=True,
         mongodb_uri=mongodb_uri,
         database=f"contactgraph_test_{os.getpid()}",
         key_cache_seconds=0,
@@ -132,7 +133,9 @@ async def served(settings: Settings, commands: CommandCounter) -> AsyncIterator[
 async def database(served: Served) -> AsyncIterator[Database]:
     database: Database = served.app.state.database
     for name in COLLECTIONS:
-        await database.db[name].delete_many({})
+        # Which migrations ran is the database's version, like its indexes: it stays.
+        if name != "migrations":
+            await database.db[name].delete_many({})
     served.app.state.key_cache.forget()
     yield database
 

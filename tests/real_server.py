@@ -119,6 +119,8 @@ def _server_env(database: str | None) -> dict[str, str]:
     if database is not None:
         env["MONGODB_URI"] = os.environ["MONGODB_URI"]
         env["CONTACTGRAPH_DATABASE"] = database
+        # A database of its own, new: what `contactgraph migrate` would do first.
+        env["CONTACTGRAPH_MIGRATE_ON_START"] = "1"
     return env
 
 

@@ -74,8 +74,32 @@ def replica_set_name(mongo: dict) -> str:
     return args[args.index("--replSet") + 1]
 
 
-def test_the_three_services(services):
-    assert set(services) == {"mongo", "api", "mailpit"}
+def test_the_services(services):
+    assert set(services) == {"mongo", "migrate", "api", "mailpit", "tests"}
+    # `docker compose up` leaves the test runner out.
+    assert services["tests"]["profiles"] == ["tests"]
+
+
+def test_the_api_starts_after_its_database_was_migrated(services):
+    migrate = services["migrate"]
+    assert migrate["command"] == ["contactgraph", "migrate"]
+    assert migrate["build"] == services["api"]["build"]
+    assert migrate["depends_on"]["mongo"]["condition"] == "service_healthy"
+    assert migrate["restart"] == "no"
+    assert services["api"]["depends_on"]["migrate"]["condition"] == (
+        "service_completed_successfully"
+    )
+    # Both reach the same database.
+    for name in ("MONGODB_URI", "CONTACTGRAPH_DATABASE"):
+        assert environment(migrate)[name] == environment(services["api"])[name]
+
+
+def test_the_test_suite_runs_against_the_compose_mongodb(services):
+    tests = services["tests"]
+    assert tests["depends_on"]["mongo"]["condition"] == "service_healthy"
+    assert environment(tests)["MONGODB_URI"] == environment(services["api"])["MONGODB_URI"]
+    command = " ".join(tests["command"])
+    assert "pip install -q -e '.[test]'" in command and "pytest" in command
 
 
 def test_mongo_is_a_single_node_replica_set_of_version_8(services):

@@ -620,7 +620,12 @@ async def test_a_subscription_event_follows_the_same_rights(settings, database, 
     watch = """subscription($id: ID!) { contactActivity(contactId: $id) {
         kind order { externalId contact { id email notes { text } } } } }"""
     app = create_app(
-        Settings(mongodb_uri=settings.mongodb_uri, database=settings.database, key_cache_seconds=0)
+        Settings(
+            mongodb_uri=settings.mongodb_uri,
+            database=settings.database,
+            key_cache_seconds=0,
+            migrate_on_start=True,
+        )
     )
     async with Server(app, free_port()) as server:
         connection, socket = await authorized(server, keys["READER"])

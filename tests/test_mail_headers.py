@@ -77,6 +77,7 @@ async def mail_api(
             mongodb_uri=settings.mongodb_uri,
             database=settings.database,
             key_cache_seconds=0,
+            migrate_on_start=True,
             smtp_url=f"smtp://127.0.0.1:{smtp.port}",
             public_url=PUBLIC_URL,
             outbox_poll_seconds=0.2,

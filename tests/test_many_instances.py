@@ -132,7 +132,9 @@ class Instances:
     def start(self) -> None:
         self.smtp.start()
         first_env = (
-            self.env(MONGODB_URI=os.environ["MONGODB_URI"]) if self.own_database else self.env()
+            self.env(MONGODB_URI=os.environ["MONGODB_URI"], CONTACTGRAPH_MIGRATE_ON_START="1")
+            if self.own_database
+            else self.env()
         )
         self.first = Serve(["--data-dir", str(self.root / "first")], first_env, free_port())
         self.first.wait_ready()

@@ -74,6 +74,7 @@ async def mail(
             mongodb_uri=settings.mongodb_uri,
             database=settings.database,
             key_cache_seconds=0,
+            migrate_on_start=True,
             smtp_url=f"smtp://127.0.0.1:{smtp.port}",
             mail_from=SENDER,
             public_url=PUBLIC_URL,

@@ -167,6 +167,7 @@ async def test_the_repair_never_overwrites_statistics_that_changed_after_it_read
 
 
 async def test_migrations_run_once_per_database(database):
+    await database.migrations.delete_many({})  # a database from before any migration
     await _broken_contacts(database)
 
     assert await run_migrations(database) == [name for name, _ in MIGRATIONS]

@@ -69,7 +69,12 @@ class Server:
 @pytest.fixture
 async def server(settings: Settings, database: Any) -> AsyncIterator[Server]:
     app = create_app(
-        Settings(mongodb_uri=settings.mongodb_uri, database=settings.database, key_cache_seconds=0)
+        Settings(
+            mongodb_uri=settings.mongodb_uri,
+            database=settings.database,
+            key_cache_seconds=0,
+            migrate_on_start=True,
+        )
     )
     async with Server(app, free_port()) as running:
         yield running

@@ -43,26 +43,38 @@ def _say(message: str) -> None:
 
 
 def _with_database(
-    settings: Settings, work: Callable[[Database], Awaitable[T]], *, indexes: bool = True
+    settings: Settings,
+    work: Callable[[Database], Awaitable[T]],
+    *,
+    indexes: bool = True,
+    migrate: bool | None = None,
 ) -> T:
     """Run `work` against MONGODB_URI, the running embedded server, or one started for it.
 
-    `indexes`: make sure of every index first, as a command that writes must
-    on a database no `serve` has started yet (a read-only command skips
-    those dozen round trips). NoDatabase (from graph.embedded) when the data
-    dir holds no database.
+    `indexes`: make sure the database is ready for this version first, as a
+    command that writes must (a read-only command skips those round trips).
+    On the embedded database (or with CONTACTGRAPH_MIGRATE_ON_START, or
+    `migrate=True`) that means migrating it; on MONGODB_URI only checking,
+    so SchemaNotReady until `contactgraph migrate` ran. NoDatabase (from
+    graph.embedded) when the data dir holds no database.
     """
     import asyncio
 
     from graph.embedded import database_uri
-    from loaders.mongo import Database, connect, ensure_indexes
+    from loaders.mongo import Database, connect
+    from resolvers import migrations
+
+    if migrate is None:
+        migrate = not settings.mongodb_uri or settings.migrate_on_start
 
     async def run(uri: str) -> T:
         client = connect(uri, serverSelectionTimeoutMS=10_000)
         try:
             database = Database(client[settings.database])
-            if indexes:
-                await ensure_indexes(database)
+            if indexes and migrate:
+                await migrations.migrate(database)
+            elif indexes and (gaps := await migrations.schema_gaps(database)):
+                raise migrations.SchemaNotReady(gaps)
             return await work(database)
         finally:
             await client.close()
@@ -101,12 +113,15 @@ def serve(settings: Settings, workers: int) -> int:
         server = EmbeddedServer(settings.data_dir / "data", on_wait=_say).start()
         settings = replace(settings, mongodb_uri=server.uri)
         record_running(settings.data_dir, server.uri)
+    # serve migrates the embedded database it runs itself; on MONGODB_URI that
+    # is `contactgraph migrate`'s job, once per deploy, and serve only checks.
+    migrate = server is not None or settings.migrate_on_start
     try:
         if settings.log_format == "json":
             # Logs a log system keeps must not hold a key: no demo key is made here.
-            _with_database(settings, _hint_first_key)
+            _with_database(settings, _hint_first_key, migrate=migrate)
         else:
-            admin_key = _with_database(settings, bootstrap)
+            admin_key = _with_database(settings, bootstrap, migrate=migrate)
             if admin_key:
                 print("Created shop 'demo' with an ADMIN key (shown once; keep it):")
                 print(f"Admin key: {admin_key}")
@@ -118,6 +133,8 @@ def serve(settings: Settings, workers: int) -> int:
         os.environ["CONTACTGRAPH_DATABASE"] = settings.database
         os.environ["CONTACTGRAPH_HOST"] = settings.host
         os.environ["CONTACTGRAPH_PORT"] = str(settings.port)
+        # Done above, once: the workers only check.
+        os.environ["CONTACTGRAPH_MIGRATE_ON_START"] = "0"
         config = uvicorn.Config(
             "graph.http.app:app_from_env",
             factory=True,
@@ -413,6 +430,12 @@ def parser() -> argparse.ArgumentParser:
     secret.add_argument("--shop", required=True)
     secret.add_argument("--rotate", action="store_true")
 
+    commands.add_parser(
+        "migrate",
+        parents=[common],
+        help="bring the database up to this version: data migrations, then indexes",
+    )
+
     seed_cmd = commands.add_parser(
         "seed", parents=[common], help="fill a shop with realistic fake contacts"
     )
@@ -421,6 +444,18 @@ def parser() -> argparse.ArgumentParser:
     seed_cmd.add_argument("--orders-per-contact", type=int, default=0)
     csv_commands.add_parsers(commands, DEMO_SHOP, [common])
     return top
+
+
+def migrate_database(settings: Settings) -> int:
+    from resolvers.migrations import migrate
+
+    async def work(database: Database) -> list[str]:
+        return await migrate(database)
+
+    ran = _with_database(settings, work, indexes=False)
+    print(f"Data migrations run: {', '.join(ran) if ran else 'none needed'}.")
+    print("Indexes: all present.")
+    return 0
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -449,6 +484,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return keys_revoke(settings, args.key)
     if args.command == "shops":
         return shops_webhook_secret(settings, args.shop, args.rotate)
+    if args.command == "migrate":
+        return migrate_database(settings)
     if args.command in ("export", "import"):
         return csv_commands.run(settings, args, _with_database)
     if args.command == "seed":
@@ -474,11 +511,12 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"contactgraph: {err}")
         return 2
     from graph.embedded import EmbeddedServerError, NoDatabase
+    from resolvers.migrations import SchemaNotReady
     from resolvers.shops import ShopError
 
     try:
         return _run(args, settings)
-    except NoDatabase as err:
+    except (NoDatabase, SchemaNotReady) as err:
         _say(f"contactgraph: {err}")
         return 2
     except EmbeddedServerError as err:

@@ -30,9 +30,9 @@ from graph.settings import Settings
 from graph.tracing import Tracing
 from loaders.activity_feed import ActivityFeed
 from loaders.contacts import adapt_to_server
-from loaders.mongo import Database, connect, ensure_indexes
+from loaders.mongo import Database, connect
 from loaders.observability import CommandMonitor
-from resolvers.migrations import run_migrations
+from resolvers.migrations import SchemaNotReady, migrate, schema_gaps
 from resolvers.outbox import Outbox, RetryPolicy, SmtpServer
 
 log = logging.getLogger("contactgraph")
@@ -75,10 +75,17 @@ def create_app(settings: Settings, tracing: Tracing | None = None) -> Starlette:
             event_listeners=[CommandMonitor(tracing)],
         )
         database = Database(client[settings.database])
-        await adapt_to_server(database)
-        # Data first: a migration may make the data fit a changed index.
-        await run_migrations(database)
-        await ensure_indexes(database)
+        try:
+            await adapt_to_server(database)
+            if settings.migrate_on_start:
+                await migrate(database)
+            elif gaps := await schema_gaps(database):
+                # Building indexes or rewriting data is one deploy step
+                # (`contactgraph migrate`), never each worker's start.
+                raise SchemaNotReady(gaps)
+        except BaseException:
+            await client.close()
+            raise
         app.state.indexes_ensured = True
         app.state.database = database
         app.state.settings = settings
