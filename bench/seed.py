@@ -3,10 +3,11 @@
     .venv/bin/python bench/seed.py --contacts 10000 --orders-per-contact 2
 
 Runs the seed as the command does (`graph.cli.seed.seed_shop`) against an
-embedded server on a data dir of its own on disk, as `contactgraph serve`
-runs it (or MONGODB_URI, in a database of its own, dropped after). Reports
-the wall time, the rates, this process's CPU time and the database
-server's, and a check that every contact's statistics agree with its orders.
+embedded server on a data dir of its own on disk, with the cache
+`contactgraph serve` gives it (256M) unless `--cache-size` says otherwise
+(or MONGODB_URI, in a database of its own, dropped after). Reports the wall
+time, the rates, this process's CPU time and the database server's, and a
+check that every contact's statistics agree with its orders.
 """
 
 from __future__ import annotations
@@ -14,15 +15,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
+
+from graph.embedded import EmbeddedServer  # noqa: E402
 
 SHOP = harness.SHOP
 
@@ -35,6 +40,14 @@ def arguments() -> argparse.Namespace:
         "--memory",
         action="store_true",
         help="an in-memory embedded server instead of one on disk",
+    )
+    parser.add_argument(
+        "--cache-size",
+        default="256M",
+        help="the embedded server's WiredTiger cache (default 256M, as serve runs it)",
+    )
+    parser.add_argument(
+        "--batch", type=int, default=None, help="contacts per transaction (default: the seed's)"
     )
     parser.add_argument(
         "--no-check", action="store_true", help="skip comparing statistics with the orders"
@@ -72,7 +85,9 @@ async def run(args: argparse.Namespace, server: harness.DatabaseServer) -> dict[
         db_cpu = cpu.read() if cpu else None
         own_cpu = time.process_time()
         started = time.perf_counter()
-        written = await seed_shop(database, SHOP, args.contacts, args.orders_per_contact)
+        written = await seed_shop(
+            database, SHOP, args.contacts, args.orders_per_contact, batch_size=args.batch
+        )
         seconds = time.perf_counter() - started
         own_cpu = time.process_time() - own_cpu
         result: dict[str, Any] = {
@@ -92,17 +107,32 @@ async def run(args: argparse.Namespace, server: harness.DatabaseServer) -> dict[
     return result
 
 
-def main() -> None:
-    args = arguments()
-    result: dict[str, Any] = {"machine": harness.machine(), "command": sys.argv}
+@contextlib.contextmanager
+def database(args: argparse.Namespace) -> Iterator[harness.DatabaseServer]:
+    if os.environ.get("MONGODB_URI"):
+        with harness.database_server() as server:
+            yield server
+        return
     with contextlib.ExitStack() as stack:
         if args.memory:
             storage = ":memory:"
         else:
             storage = stack.enter_context(tempfile.TemporaryDirectory(prefix="seed-bench-"))
-        with harness.database_server(storage) as server:
-            result["database"] = server.kind
-            result["seed"] = asyncio.run(run(args, server))
+        with EmbeddedServer(storage, cache_size=args.cache_size) as embedded:
+            pid = embedded.process.pid if embedded.process is not None else None
+            yield harness.DatabaseServer(
+                embedded.uri, "embedded-secantusdb", f"contactgraph_seed_{os.getpid()}", pid
+            )
+
+
+def main() -> None:
+    args = arguments()
+    result: dict[str, Any] = {"machine": harness.machine(), "command": sys.argv}
+    with database(args) as server:
+        result["database"] = server.kind
+        if server.kind == "embedded-secantusdb":
+            result["cache_size"] = args.cache_size
+        result["seed"] = asyncio.run(run(args, server))
     harness.emit(result)
 
 

@@ -62,8 +62,10 @@ def _with_database(
 
     from graph.embedded import database_uri
     from loaders.mongo import Database, connect
-    from resolvers import migrations
 
+    if indexes:
+        # Heavy (it reads documents through the loaders): only for the commands that need it.
+        from resolvers import migrations
     if migrate is None:
         migrate = not settings.mongodb_uri or settings.migrate_on_start
 
@@ -503,6 +505,12 @@ def _file_problem(err: OSError) -> str:
     return f"{reason}: {Path(os.fsdecode(err.filename)).absolute()}"
 
 
+def _schema_not_ready(err: BaseException) -> bool:
+    # resolvers.migrations is heavy to import, and loaded by every command that can raise this.
+    migrations = sys.modules.get("resolvers.migrations")
+    return migrations is not None and isinstance(err, migrations.SchemaNotReady)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
@@ -511,17 +519,21 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"contactgraph: {err}")
         return 2
     from graph.embedded import EmbeddedServerError, NoDatabase
-    from resolvers.migrations import SchemaNotReady
     from resolvers.shops import ShopError
 
     try:
         return _run(args, settings)
-    except (NoDatabase, SchemaNotReady) as err:
+    except NoDatabase as err:
         _say(f"contactgraph: {err}")
         return 2
     except EmbeddedServerError as err:
         _say(f"contactgraph: {err}")
         return 1
+    except RuntimeError as err:
+        if not _schema_not_ready(err):
+            raise
+        _say(f"contactgraph: {err}")
+        return 2
     except ShopError as err:
         _say(f"contactgraph: {err}")
         return 2

@@ -351,11 +351,13 @@ async def seed_shop(
     *,
     seed: int | None = None,
     progress: bool = True,
+    batch_size: int | None = None,
 ) -> Seeded:
     """Add `contacts` fake contacts with `orders_per_contact` orders each to the shop.
 
     `seed` makes the fake data repeatable; without it each run draws new
     names (an e-mail the shop already has is skipped, never changed).
+    `batch_size`: contacts per transaction (BATCH unless given).
     SeedError, with nothing written, for counts out of range or labels the
     shop has no room for.
     """
@@ -382,16 +384,17 @@ async def seed_shop(
         labels={key: reserved.names[key] for key in reserved.names},
     )
     claim: str | None = currency if orders_per_contact else None
-    starts = range(0, contacts, BATCH)
+    size = batch_size or BATCH
+    starts = range(0, contacts, size)
     with tqdm(total=contacts, unit="contact", desc="seeding", disable=not progress) as bar:
-        next_batch = asyncio.create_task(asyncio.to_thread(faked.batch, 0, min(BATCH, contacts)))
+        next_batch = asyncio.create_task(asyncio.to_thread(faked.batch, 0, min(size, contacts)))
         try:
             for start in starts:
                 batch = await next_batch
-                following = start + BATCH
+                following = start + size
                 if following < contacts:
                     next_batch = asyncio.create_task(
-                        asyncio.to_thread(faked.batch, following, min(following + BATCH, contacts))
+                        asyncio.to_thread(faked.batch, following, min(following + size, contacts))
                     )
                 stored = await _store(database, shop_id, batch, claim)
                 if stored.orders:
