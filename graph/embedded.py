@@ -86,6 +86,37 @@ def ping(uri: str, timeout_ms: int = 1000) -> bool:
         client.close()
 
 
+def _answers(uri: str, timeout_ms: int = 1000) -> bool:
+    """`ping` for a server that is up, through the async client.
+
+    A command that finds serve's database running asks it once; the sync
+    client's monitor threads would keep that command's process alive for
+    half a second after its work is done.
+    """
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pymongo import AsyncMongoClient
+    from pymongo.errors import PyMongoError
+
+    async def answer() -> bool:
+        client: AsyncMongoClient[Any] = AsyncMongoClient(uri, serverSelectionTimeoutMS=timeout_ms)
+        try:
+            await client.admin.command("ping")
+            return True
+        except PyMongoError:
+            return False
+        finally:
+            await client.close()
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(answer())
+    with ThreadPoolExecutor(1) as thread:  # called from async code: a loop of its own
+        return thread.submit(asyncio.run, answer()).result()
+
+
 def lock_is_held(storage: Path) -> bool:
     """Whether a database process (another than this one) has the storage directory open."""
     try:
@@ -254,7 +285,7 @@ def running_uri(data_dir: Path) -> str | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     uri = str(info["uri"])
-    return uri if ping(uri) else None
+    return uri if _answers(uri) else None
 
 
 @contextlib.contextmanager
