@@ -443,7 +443,9 @@ def parser() -> argparse.ArgumentParser:
     )
     seed_cmd.add_argument("--shop", default=DEMO_SHOP)
     seed_cmd.add_argument("--contacts", type=int, required=True)
-    seed_cmd.add_argument("--orders-per-contact", type=int, default=0)
+    seed_cmd.add_argument(
+        "--orders-per-contact", type=int, default=0, help="orders each (default 0, at most 50)"
+    )
     csv_commands.add_parsers(commands, DEMO_SHOP, [common])
     return top
 
