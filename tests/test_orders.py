@@ -1034,7 +1034,7 @@ async def test_recording_an_order_is_one_transaction_of_a_few_commands(api, data
 async def test_seeded_orders_and_statistics_agree(database):
     await ensure_shop(database, SHOP)
     written = await seed_shop(database, SHOP, 30, orders_per_contact=4)
-    assert written == 30
+    assert (written.contacts, written.orders, written.skipped) == (30, 120, 0)
     assert await database.orders.count_documents({"shopId": SHOP}) == 120
     assert (await database.shops.find_one({"_id": SHOP}))["currency"] == "EUR"
     derived = {
