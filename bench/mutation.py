@@ -209,13 +209,50 @@ def results(target: Path) -> dict[str, str]:
     return found
 
 
-def known_equivalents(module: str) -> set[str]:
-    """Mutant names listed as equivalent for this module (`- `name`: reason` lines)."""
+def known_equivalents(module: str) -> dict[str, str]:
+    """This module's entries of the equivalents list: mutant name -> the code it puts in.
+
+    An entry reads ``- `name` ``code``: reason``; the code is checked against
+    the mutant's diff, so an entry left behind by a change of the function
+    (mutmut numbers mutants per function) counts as stale, not equivalent.
+    """
     if not EQUIVALENTS.exists():
-        return set()
+        return {}
     stem = module.removesuffix(".py").replace("/", ".")
-    names = re.findall(r"^- `([^`]+)`", EQUIVALENTS.read_text(), flags=re.MULTILINE)
-    return {n for n in names if n.startswith(stem + ".")}
+    entries = re.findall(r"^- `([^`]+)` ``(.+?)``: ", EQUIVALENTS.read_text(), flags=re.MULTILINE)
+    return {name: code for name, code in entries if name.startswith(stem + ".")}
+
+
+def puts_in(diff: str, code: str) -> bool:
+    added = [line[1:] for line in diff.splitlines() if line.startswith("+") and line[:3] != "+++"]
+    return any(code in line for line in added)
+
+
+def run_mutants(
+    target: Path, module: str, tests: list[str], args: argparse.Namespace
+) -> list[str] | str:
+    """Run mutmut on the module in a fresh copy; the functions given every test, or what failed."""
+    copy_tree(target)
+    write_config(target, module, tests, args)
+    with ExitStack() as stack:
+        database = os.environ.get("MONGODB_URI")
+        if not database:
+            # One embedded server for every mutant: starting and stopping one
+            # per mutant would cost more than most mutants' tests.
+            from graph.embedded import EmbeddedServer
+
+            database = stack.enter_context(EmbeddedServer(":memory:")).uri
+        # First pass: make the mutants and record each test's time; the name
+        # matches no mutant, so mutmut stops there (with an assertion).
+        first = mutmut(target, "run", "--max-children", "1", "no-such-mutant", database=database)
+        if not (target / "mutants" / "mutmut-stats.json").exists():
+            return first.stdout[-3000:] + first.stderr[-3000:]
+        widened = widen_test_selection(target, module, args.every_test)
+        run = mutmut(target, "run", "--max-children", str(args.jobs), database=database)
+    (target / "mutmut-run.log").write_text(first.stdout + first.stderr + run.stdout + run.stderr)
+    if run.returncode != 0:
+        return run.stdout[-3000:] + run.stderr[-3000:]
+    return widened
 
 
 def main() -> int:
@@ -237,6 +274,11 @@ def main() -> int:
     )
     parser.add_argument("--survivors", type=Path, help="where the surviving mutants' diffs go")
     parser.add_argument(
+        "--last-run",
+        action="store_true",
+        help="report the last run of this module again (after editing the equivalents list)",
+    )
+    parser.add_argument(
         "--every-test",
         action="store_true",
         help="run every mutant against all the focused tests, not only those that reach it",
@@ -254,35 +296,25 @@ def main() -> int:
     # Everything below, the database server and every mutant, runs at the lowest priority.
     os.nice(19)
     target = WORK / module.removesuffix(".py").replace("/", ".")
-    copy_tree(target)
-    write_config(target, module, tests, args)
-    with ExitStack() as stack:
-        database = os.environ.get("MONGODB_URI")
-        if not database:
-            # One embedded server for every mutant: starting and stopping one
-            # per mutant would cost more than most mutants' tests.
-            from graph.embedded import EmbeddedServer
-
-            database = stack.enter_context(EmbeddedServer(":memory:")).uri
-        # First pass: make the mutants and record each test's time; the name
-        # matches no mutant, so mutmut stops there (with an assertion).
-        first = mutmut(target, "run", "--max-children", "1", "no-such-mutant", database=database)
-        if not (target / "mutants" / "mutmut-stats.json").exists():
-            print(first.stdout[-3000:] + first.stderr[-3000:], file=sys.stderr)
+    widened: list[str] | str = "as in the last run"
+    if not args.last_run:
+        ran = run_mutants(target, module, tests, args)
+        if isinstance(ran, str):
+            print(ran, file=sys.stderr)
             return 1
-        widened = widen_test_selection(target, module, args.every_test)
-        run = mutmut(target, "run", "--max-children", str(args.jobs), database=database)
-    (target / "mutmut-run.log").write_text(first.stdout + first.stderr + run.stdout + run.stderr)
+        widened = ran
     statuses = results(target)
-    if run.returncode != 0 or not statuses:
-        print(run.stdout[-3000:] + run.stderr[-3000:], file=sys.stderr)
+    if not statuses:
+        print(f"no results in {target}", file=sys.stderr)
         return 1
 
-    equivalent = known_equivalents(module) & {n for n, s in statuses.items() if s == "survived"}
-    survivors = sorted(n for n, s in statuses.items() if s == "survived" and n not in equivalent)
-    diffs = [mutmut(target, "show", name).stdout for name in survivors]
-    survivors_file = args.survivors or WORK / f"{target.name}.survivors.diff"
-    survivors_file.write_text("".join(diffs))
+    listed = known_equivalents(module)
+    survived = sorted(n for n, s in statuses.items() if s == "survived")
+    diffs = {name: mutmut(target, "show", name).stdout for name in survived}
+    equivalent = {n for n in survived if n in listed and puts_in(diffs[n], listed[n])}
+    survivors = [n for n in survived if n not in equivalent]
+    survivors_file = (args.survivors or WORK / f"{target.name}.survivors.diff").absolute()
+    survivors_file.write_text("".join(diffs[n] for n in survivors))
 
     counted = [s for n, s in statuses.items() if n not in equivalent]
     detected = sum(counted.count(s) for s in DETECTED)
@@ -294,10 +326,16 @@ def main() -> int:
         "survived": len(survivors),
         "timeout": counted.count("timeout"),
         "equivalent": len(equivalent),
+        # Listed as equivalent but killed, or no longer the listed change: update the list.
+        "stale_equivalents": sorted(set(listed) - equivalent),
         "other": {s: counted.count(s) for s in sorted(set(counted) - {*DETECTED, "survived"})},
         "score": round(100 * detected / len(counted), 1) if counted else None,
         "every_test_for": "every mutant" if args.every_test else widened,
-        "survivors_file": str(survivors_file.relative_to(ROOT)),
+        "survivors_file": str(
+            survivors_file.relative_to(ROOT)
+            if survivors_file.is_relative_to(ROOT)
+            else survivors_file
+        ),
     }
     print(json.dumps(report, indent=2))
     return 0

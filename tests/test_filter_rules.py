@@ -12,6 +12,7 @@ import csv
 import datetime as dt
 import io
 import json
+import time
 from decimal import Decimal
 
 import pytest
@@ -127,6 +128,7 @@ async def refusal(http, key: str, filter: object) -> str:
         ({"createdBefore": iso(at(9))}, ["a"]),
         # The same instant written with another offset, and with a lower-case z.
         ({"createdBefore": "2025-03-19T09:00:00+01:00"}, ["a"]),
+        ({"createdBefore": "2025-03-19T08:00:00Z"}, ["a"]),
         ({"createdAfter": "2025-03-20T07:59:59.999z"}, ["b", "c", "d"]),
         ({"marketingState": "PENDING"}, ["c"]),
         ({"marketingState": "SUBSCRIBED"}, ["a"]),
@@ -154,46 +156,64 @@ async def test_conditions_set_to_null_are_left_out_and_the_rest_still_applies(ht
     assert await exported_emails(http, keys["ADMIN"], filter) == ["a@example.com"]
 
 
-@pytest.mark.parametrize(
-    ("filter", "message"),
-    [
-        ([{"kind": "LEAD"}], 'A filter is a JSON object such as {"kind": "CUSTOMER"}.'),
-        ('"LEAD"', 'A filter is a JSON object such as {"kind": "CUSTOMER"}.'),
-        ({"kindd": "LEAD"}, f"Unknown filter field `kindd`; known: {KNOWN}."),
-        ({"kind": "lead"}, "`kind` must be one of CUSTOMER, LEAD."),
-        (
-            {"marketingState": "YES"},
-            "`marketingState` must be one of NOT_SUBSCRIBED, PENDING, SUBSCRIBED, UNSUBSCRIBED.",
-        ),
-        ({"labelsAny": "VIP"}, "`labelsAny` must be a list of label names."),
-        ({"labelsAll": ["VIP", 7]}, "`labelsAll` must be a list of label names."),
-        ({"labelsNone": {"VIP": True}}, "`labelsNone` must be a list of label names."),
-        ({"totalSpentMin": 19.9}, '`totalSpentMin` must be a decimal amount such as "19.90".'),
-        ({"totalSpentMax": "NaN"}, '`totalSpentMax` must be a decimal amount such as "19.90".'),
-        ({"totalSpentMax": True}, '`totalSpentMax` must be a decimal amount such as "19.90".'),
-        ({"orderCountMin": "2"}, "`orderCountMin` must be a whole number."),
-        ({"orderCountMax": 2.0}, "`orderCountMax` must be a whole number."),
-        ({"orderCountMax": True}, "`orderCountMax` must be a whole number."),
-        (
-            {"lastOrderAfter": 1735689600},
-            "`lastOrderAfter` must be an ISO-8601 date-time with a UTC offset.",
-        ),
-        ({"lastOrderBefore": "yesterday"}, "`lastOrderBefore` is not an ISO-8601 date-time."),
-        (
-            {"createdAfter": "2025-01-01T00:00:00"},
-            "`createdAfter` has no UTC offset (add 'Z' or '+01:00').",
-        ),
-        (
-            {"createdBefore": "2025-02-30T00:00:00Z"},
-            "`createdBefore` is not an ISO-8601 date-time.",
-        ),
-        ({"hasAccount": "true"}, "`hasAccount` must be true or false."),
-        ({"hasAccount": 1}, "`hasAccount` must be true or false."),
-        ({"segment": 5}, "`segment` must be a segment id."),
-    ],
-)
+BAD_VALUES = [
+    ([{"kind": "LEAD"}], 'A filter is a JSON object such as {"kind": "CUSTOMER"}.'),
+    ('"LEAD"', 'A filter is a JSON object such as {"kind": "CUSTOMER"}.'),
+    ({"kindd": "LEAD"}, f"Unknown filter field `kindd`; known: {KNOWN}."),
+    ({"kind": "lead"}, "`kind` must be one of CUSTOMER, LEAD."),
+    (
+        {"marketingState": "YES"},
+        "`marketingState` must be one of NOT_SUBSCRIBED, PENDING, SUBSCRIBED, UNSUBSCRIBED.",
+    ),
+    ({"labelsAny": "VIP"}, "`labelsAny` must be a list of label names."),
+    ({"labelsAll": ["VIP", 7]}, "`labelsAll` must be a list of label names."),
+    ({"labelsNone": {"VIP": True}}, "`labelsNone` must be a list of label names."),
+    ({"totalSpentMin": 19.9}, '`totalSpentMin` must be a decimal amount such as "19.90".'),
+    ({"totalSpentMax": "NaN"}, '`totalSpentMax` must be a decimal amount such as "19.90".'),
+    ({"totalSpentMax": True}, '`totalSpentMax` must be a decimal amount such as "19.90".'),
+    ({"orderCountMin": "2"}, "`orderCountMin` must be a whole number."),
+    ({"orderCountMax": 2.0}, "`orderCountMax` must be a whole number."),
+    ({"orderCountMax": True}, "`orderCountMax` must be a whole number."),
+    (
+        {"lastOrderAfter": 1735689600},
+        "`lastOrderAfter` must be an ISO-8601 date-time with a UTC offset.",
+    ),
+    ({"lastOrderBefore": "yesterday"}, "`lastOrderBefore` is not an ISO-8601 date-time."),
+    (
+        {"createdAfter": "2025-01-01T00:00:00"},
+        "`createdAfter` has no UTC offset (add 'Z' or '+01:00').",
+    ),
+    (
+        {"createdBefore": "2025-02-30T00:00:00Z"},
+        "`createdBefore` is not an ISO-8601 date-time.",
+    ),
+    ({"hasAccount": "true"}, "`hasAccount` must be true or false."),
+    ({"hasAccount": 1}, "`hasAccount` must be true or false."),
+    ({"segment": 5}, "`segment` must be a segment id."),
+]
+
+
+@pytest.mark.parametrize(("filter", "message"), BAD_VALUES)
 async def test_a_bad_value_is_refused_naming_its_field(http, keys, people, filter, message):
     assert await refusal(http, keys["ADMIN"], filter) == f"`filter`: {message}"
+
+
+@pytest.mark.parametrize(("filter", "message"), BAD_VALUES)
+def test_a_filter_error_names_the_field_at_fault(filter, message):
+    data = json.loads(filter) if isinstance(filter, str) else filter
+    # Conditions before it, null or a segment reference, do not hide it.
+    if isinstance(data, dict):
+        data = {"segment": "REPEAT_CUSTOMERS", "kind": None, **data}
+
+    with pytest.raises(FilterError) as raised:
+        spec_from_json(data)
+
+    field = next(iter(filter)) if isinstance(filter, dict) else None
+    assert (raised.value.field, raised.value.message, str(raised.value)) == (
+        field,
+        message,
+        message,
+    )
 
 
 @pytest.mark.parametrize("name", ["labelsAny", "labelsAll", "labelsNone"])
@@ -400,6 +420,7 @@ def test_parsing_normalizes_times_to_utc_milliseconds_and_keeps_the_segment_apar
             "createdAfter": "2025-01-01T01:00:00.123999+01:00",
             "lastOrderBefore": "2025-06-30T23:59:59.9999z",
             "totalSpentMin": " 19.90 ",
+            "totalSpentMax": "0.0000001",
             "orderCountMin": 0,
             "segment": "REPEAT_CUSTOMERS",
         }
@@ -409,15 +430,30 @@ def test_parsing_normalizes_times_to_utc_milliseconds_and_keeps_the_segment_apar
         created_after=dt.datetime(2025, 1, 1, 0, 0, 0, 123000, tzinfo=dt.UTC),
         last_order_before=dt.datetime(2025, 6, 30, 23, 59, 59, 999000, tzinfo=dt.UTC),
         total_spent_min=Decimal("19.90"),
+        total_spent_max=Decimal("0.0000001"),
         order_count_min=0,
     )
     assert segment == "REPEAT_CUSTOMERS"
     assert spec_to_json(spec) == {
         "totalSpentMin": "19.90",
+        "totalSpentMax": "0.0000001",
         "orderCountMin": 0,
         "lastOrderBefore": "2025-06-30T23:59:59.999+00:00",
         "createdAfter": "2025-01-01T00:00:00.123+00:00",
     }
+
+
+def test_a_filter_is_written_in_utc_whatever_the_servers_time_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        spec, _ = spec_from_json({"createdAfter": "2025-01-01T12:00:00Z"})
+        written = spec_to_json(spec)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+    assert written == {"createdAfter": "2025-01-01T12:00:00.000+00:00"}
 
 
 def test_a_filter_error_names_its_field_and_reads_as_its_message():

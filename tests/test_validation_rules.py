@@ -399,6 +399,26 @@ def test_an_amount_that_no_client_can_send_is_still_refused(value, message):
     assert not check.ok
 
 
+@pytest.mark.parametrize(
+    ("field", "name"),
+    [
+        (("input", "shippingAddress", "postalCode"), "Postal code"),
+        (("input", "lineItems", 0), "Line items"),
+        (("Email",), "Email"),
+        ((), "Value"),
+        ((0,), "Value"),
+    ],
+)
+def test_a_problem_names_the_last_named_part_of_its_field(field, name):
+    check = Checker()
+
+    check.text(field, "  ", 10, required=True)
+
+    assert [(p.field, p.message, p.code) for p in check.problems] == [
+        (field, f"{name} is required.", "REQUIRED")
+    ]
+
+
 def test_an_absent_optional_amount_is_no_problem():
     check = Checker()
 
