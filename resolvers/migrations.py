@@ -231,7 +231,15 @@ async def run_migrations(database: Database) -> list[str]:
 
 async def migrate(database: Database) -> list[str]:
     """Data first (a migration may make the data fit a changed index), then the indexes."""
-    ran = await run_migrations(database)
+    if await database.db.list_collection_names():
+        ran = await run_migrations(database)
+    else:
+        # A new database holds nothing to migrate: it starts at this version.
+        for name, _ in MIGRATIONS:
+            await database.migrations.update_one(
+                {"_id": name}, {"$set": {"doneAt": now(), "result": "new database"}}, upsert=True
+            )
+        ran = []
     await ensure_indexes(database)
     return ran
 

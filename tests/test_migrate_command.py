@@ -44,6 +44,8 @@ async def test_a_new_database_lacks_every_migration_and_index(fresh):
 
 
 async def test_migrate_brings_the_database_up_to_date_once(settings, fresh):
+    # A database from before the migrations: it holds data.
+    await fresh.contacts.insert_one({"shopId": "s", "emailKey": "a@example.com"})
     env = on(settings, fresh)
     first = await asyncio.to_thread(run_cli, ["migrate"], env)
     assert first.returncode == 0, first.stderr
@@ -58,6 +60,15 @@ async def test_migrate_brings_the_database_up_to_date_once(settings, fresh):
     again = await asyncio.to_thread(run_cli, ["migrate"], env)
     assert again.returncode == 0
     assert again.stdout.splitlines()[0] == "Data migrations run: none needed."
+
+
+async def test_a_new_database_starts_at_this_version(settings, fresh):
+    made = await asyncio.to_thread(run_cli, ["migrate"], on(settings, fresh))
+    assert made.stdout.splitlines()[0] == "Data migrations run: none needed."
+    recorded = await fresh.migrations.find({}).to_list()
+    assert sorted(doc["_id"] for doc in recorded) == sorted(name for name, _ in MIGRATIONS)
+    assert {doc["result"] for doc in recorded} == {"new database"}
+    assert await schema_gaps(fresh) == []
 
 
 async def test_commands_refuse_a_database_that_was_not_migrated(settings, fresh):
