@@ -329,6 +329,28 @@ async def test_a_country_code_of_three_letters_is_too_long(api, database):
     ]
 
 
+@pytest.mark.parametrize(
+    ("code", "problem"),
+    [
+        ("D1", ("Country code must be two letters (ISO 3166-1).", "INVALID")),
+        ("DEU", ("Country code is longer than 2 characters.", "TOO_LONG")),
+    ],
+)
+async def test_a_refused_country_code_does_not_hide_a_bad_phone_after_it(
+    api, database, code, problem
+):
+    address = {"countryCode": code, "phone": "not a phone"}
+
+    errors = await create_errors(
+        api, database, {"email": "a@example.com", "billingAddress": address}
+    )
+
+    assert errors == [
+        error(["input", "billingAddress", "countryCode"], *problem),
+        error(["input", "billingAddress", "phone"], "Phone number is not valid.", "INVALID"),
+    ]
+
+
 def order(external_id: str, unit_price: str, **extra: object) -> dict:
     return {
         "externalId": external_id,
