@@ -276,3 +276,106 @@ async def test_marketing_mail_follows_the_current_state(api, database):
 )
 def test_a_contact_stored_without_a_state_is_not_subscribed(stored, state):
     assert current_state({"_id": ObjectId(), **stored}) == state
+
+
+RECORD = """
+mutation($input: OrderInput!) {
+  orderRecord(input: $input) {
+    contact {
+      consent {
+        state optInLevel updatedAt source
+        history { state optInLevel at source actor evidence }
+      }
+      activity(kinds: [CONSENT_CHANGED]) { nodes { text author } }
+    }
+    userErrors { field message code }
+  }
+}
+"""
+
+
+async def checkout(api: Any, external_id: str, placed: dt.datetime, accepts: bool | None) -> dict:
+    order = {
+        "externalId": external_id,
+        "email": "ann@example.com",
+        "currencyCode": "EUR",
+        "placedAt": iso(placed),
+        "lineItems": [{"title": "Mug", "quantity": 1, "unitPrice": "9.50"}],
+    }
+    if accepts is not None:
+        order["acceptsMarketing"] = accepts
+    payload = (await api.data(RECORD, {"input": order}))["orderRecord"]
+    assert payload["userErrors"] == []
+    return payload["contact"]
+
+
+def checkout_event(external_id: str, placed: dt.datetime) -> dict:
+    return {
+        "state": "SUBSCRIBED",
+        "optInLevel": "SINGLE_OPT_IN",
+        "at": iso(placed),
+        "source": "CHECKOUT",
+        "actor": None,
+        "evidence": external_id,
+    }
+
+
+async def test_a_first_order_that_accepts_marketing_subscribes_its_new_buyer(api):
+    buyer = await checkout(api, "A-1", T, accepts=True)
+
+    assert buyer["consent"] == {
+        "state": "SUBSCRIBED",
+        "optInLevel": "SINGLE_OPT_IN",
+        "updatedAt": iso(T),
+        "source": "CHECKOUT",
+        "history": [checkout_event("A-1", T)],
+    }
+    assert buyer["activity"]["nodes"] == [
+        {"text": "Marketing consent: SUBSCRIBED (CHECKOUT)", "author": None}
+    ]
+
+
+@pytest.mark.parametrize("accepts", [False, None], ids=["declined", "not asked"])
+async def test_an_order_that_does_not_accept_marketing_records_no_consent(api, accepts):
+    buyer = await checkout(api, "A-1", T, accepts=accepts)
+
+    assert buyer["consent"]["state"] == "NOT_SUBSCRIBED"
+    assert buyer["consent"]["history"] == []
+    assert buyer["activity"]["nodes"] == []
+
+
+@pytest.mark.parametrize(
+    ("placed", "state"),
+    [
+        (T + dt.timedelta(days=1), "SUBSCRIBED"),  # after the unsubscribe: the order's yes wins
+        (T, "SUBSCRIBED"),  # at the same time: the later recorded wins
+        (T - dt.timedelta(days=1), "UNSUBSCRIBED"),  # before it: history only
+    ],
+    ids=["later", "same time", "earlier"],
+)
+async def test_a_checkout_yes_on_a_known_contact_wins_only_if_it_is_not_older(api, placed, state):
+    gid = await contact(api)
+    await update(api, gid, "UNSUBSCRIBED", at=iso(T))
+
+    buyer = await checkout(api, "A-2", placed, accepts=True)
+
+    consent = buyer["consent"]
+    newest = max(T, placed)
+    assert (consent["state"], consent["updatedAt"]) == (state, iso(newest))
+    assert consent["source"] == ("CHECKOUT" if state == "SUBSCRIBED" else "ADMIN")
+    assert consent["optInLevel"] == ("SINGLE_OPT_IN" if state == "SUBSCRIBED" else None)
+    # The history is in time order, whichever arrived first.
+    assert [(e["state"], e["at"]) for e in consent["history"]] == sorted(
+        [("UNSUBSCRIBED", iso(T)), ("SUBSCRIBED", iso(placed))],
+        key=lambda e: (e[1], e[0] != "UNSUBSCRIBED"),
+    )
+    assert len(buyer["activity"]["nodes"]) == 2
+
+
+async def test_a_checkout_yes_on_a_lead_without_consent_subscribes_it(api):
+    await contact(api)
+
+    buyer = await checkout(api, "A-3", T, accepts=True)
+
+    assert (buyer["consent"]["state"], buyer["consent"]["source"]) == ("SUBSCRIBED", "CHECKOUT")
+    assert buyer["consent"]["history"] == [checkout_event("A-3", T)]
