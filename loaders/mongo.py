@@ -76,6 +76,24 @@ class Database:
     def throttle(self) -> AsyncCollection[Doc]:
         return self.db["throttle"]
 
+    @property
+    def contact_counts(self) -> AsyncCollection[Doc]:
+        """Per-shop contact counters, kept in the transactions that add or remove contacts."""
+        return self.db["contact_counts"]
+
+    @property
+    def subscription_contracts(self) -> AsyncCollection[Doc]:
+        return self.db["subscription_contracts"]
+
+    @property
+    def webhook_endpoints(self) -> AsyncCollection[Doc]:
+        return self.db["webhook_endpoints"]
+
+    @property
+    def events(self) -> AsyncCollection[Doc]:
+        """Outbound events, written in the transaction of the change they report."""
+        return self.db["events"]
+
 
 COLLECTIONS = (
     "shops",
@@ -90,6 +108,10 @@ COLLECTIONS = (
     "migrations",
     "webhook_receipts",
     "throttle",
+    "contact_counts",
+    "subscription_contracts",
+    "webhook_endpoints",
+    "events",
 )
 
 # Sort fields of the contact list; each gets (shopId, field, _id) so a sorted
