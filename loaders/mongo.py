@@ -214,6 +214,8 @@ INDEXES: dict[str, list[IndexModel]] = {
     # One leaky bucket per API key (_id); a bucket idle long enough to be full again
     # is the same as none, so it is removed then. Looked up by _id only.
     "throttle": [IndexModel([("expiresAt", ASCENDING)], expireAfterSeconds=0)],
+    # A shop's counter slots (resolvers/contact_counts.py): one upsert target per slot.
+    "contact_counts": [IndexModel([("shopId", ASCENDING), ("slot", ASCENDING)], unique=True)],
 }
 
 
