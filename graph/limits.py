@@ -351,6 +351,10 @@ def throttled(status: ThrottleStatus) -> ClientError:
     )
 
 
+def _operation_count(document: DocumentNode) -> int:
+    return sum(isinstance(d, OperationDefinitionNode) for d in document.definitions)
+
+
 class QueryChecks(SchemaExtension):
     """Refuses an operation over the limits or its key's budget before it runs; reports the cost.
 
@@ -382,6 +386,13 @@ class QueryChecks(SchemaExtension):
         operation = get_operation_ast(document, ctx.operation_name) if document else None
         if document is None or operation is None or ctx.result is not None:
             return None  # graphql-core or an earlier check answers it; nothing runs
+        if ctx._provided_operation_name is None and _operation_count(document) > 1:
+            # Strawberry falls back to the first operation; the GraphQL spec
+            # makes this a request error, so a client never runs the wrong one.
+            return ClientError(
+                "The document holds several operations: name the one to run in operationName.",
+                "BAD_REQUEST",
+            )
         self.subscription = operation.operation is OperationType.SUBSCRIPTION
         variables = ctx.variables if isinstance(ctx.variables, Mapping) else {}
         shape = shape_of(ctx.schema._schema, document, operation, variables)

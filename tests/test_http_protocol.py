@@ -167,6 +167,28 @@ async def test_a_refused_operation_is_403_without_data_and_writes_nothing(http, 
     assert await database.contacts.count_documents({}) == 0
 
 
+@pytest.mark.parametrize(("accept", "status"), [(GRAPHQL_RESPONSE, 400), ("application/json", 200)])
+async def test_several_operations_without_a_name_run_none(http, keys, database, accept, status):
+    document = f"{CREATE % 'first@example.com'} query Count {COUNT}".replace(
+        "mutation {", "mutation Create {"
+    )
+    response = await http.post(
+        "/graphql", json={"query": document}, headers=auth(keys, Accept=accept)
+    )
+    assert response.status_code == status
+    assert response.json()["errors"][0]["message"] == (
+        "The document holds several operations: name the one to run in operationName."
+    )
+    assert codes(response.json()) == ["BAD_REQUEST"]
+    assert response.json().get("data") is None
+    assert await database.contacts.count_documents({}) == 0
+
+    named = await http.post(
+        "/graphql", json={"query": document, "operationName": "Count"}, headers=auth(keys)
+    )
+    assert data(named.json()) == NO_CONTACTS
+
+
 async def test_an_error_during_execution_keeps_data_and_200(http, keys):
     response = await http.post(
         "/graphql",
