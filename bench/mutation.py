@@ -57,6 +57,7 @@ FOCUSED_TESTS: dict[str, list[str]] = {
     "graph/field_rights.py": ["tests/test_field_rights.py"],
     # graph/cost.py is a table (mutmut mutates functions only); this is the walk that applies it.
     "graph/limits.py": ["tests/test_cost.py", "tests/test_limits.py"],
+    "resolvers/order_input.py": ["tests/test_order_input_rules.py"],
 }
 
 # A mutant the tests noticed, by mutmut's status names (mutmut.stats).
