@@ -27,6 +27,13 @@ ROOT_FIELD_ROLES: dict[str, frozenset[Role]] = {
     "labelDelete": ADMIN,
     "contactErase": ADMIN,
     "contactDataExport": ADMIN,
+    # Webhook endpoints send the shop's data elsewhere: the shop's administrators decide.
+    "webhookEndpoints": ADMIN,
+    "webhookDeliveries": ADMIN,
+    "webhookEndpointCreate": ADMIN,
+    "webhookEndpointUpdate": ADMIN,
+    "webhookEndpointRotateSecret": ADMIN,
+    "webhookEndpointDelete": ADMIN,
 }
 
 

@@ -29,6 +29,7 @@ from graph.operations.orders import OrderMutation, OrderQuery
 from graph.operations.privacy import PrivacyMutation, PrivacyQuery
 from graph.operations.reporting import ReportingQuery
 from graph.operations.segments import SegmentMutation, SegmentQuery
+from graph.operations.webhooks import WebhookMutation, WebhookQuery
 from graph.settings import Settings
 from graph.types.scalars import SCALARS
 
@@ -46,6 +47,7 @@ Query = merge_types(
         PrivacyQuery,
         LabelQuery,
         MessageQuery,
+        WebhookQuery,
     ),
 )
 Mutation = merge_types(
@@ -61,6 +63,7 @@ Mutation = merge_types(
         LabelMutation,
         ConsentMutation,
         MessageMutation,
+        WebhookMutation,
     ),
 )
 Subscription = merge_types("Subscription", (ActivitySubscription,))

@@ -89,6 +89,20 @@ def _flag(env: dict[str, str], name: str) -> bool:
     return value in ("1", "true")
 
 
+def _seconds(env: dict[str, str], name: str, default: float, low: float, high: float) -> float:
+    """A duration in seconds; fractions allowed (tests shrink the webhook windows to moments)."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
+    return value
+
+
 def _log_format(env: dict[str, str], name: str) -> str:
     value = (env.get(name) or "plain").strip().lower()
     if value not in ("plain", "json"):
@@ -146,6 +160,22 @@ class Settings:
     # Run the data migrations and build the indexes at start (`contactgraph
     # migrate`'s work) instead of only checking that they are done.
     migrate_on_start: bool = False
+    # Outbound events (resolvers/event_delivery.py): plain http:// to localhost
+    # allowed (development, tests), how often the worker looks, how long a claim
+    # holds, one attempt's timeout, the retry delays, when a delivery is FAILED,
+    # when an endpoint failing all along is disabled, how long a rotated-out
+    # secret still signs, and how many deliveries one process sends at once.
+    allow_insecure_webhooks: bool = False
+    webhook_delivery: bool = True  # off: this process only records events, others send them
+    webhook_poll_seconds: float = 2.0
+    webhook_lease_seconds: float = 60.0
+    webhook_timeout_seconds: float = 10.0
+    webhook_retry_first_seconds: float = 5.0
+    webhook_retry_max_seconds: float = 3600.0
+    webhook_give_up_seconds: float = 3 * 86_400.0
+    webhook_disable_after_seconds: float = 5 * 86_400.0
+    webhook_secret_overlap_seconds: float = 86_400.0
+    webhook_concurrency: int = 8
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -170,6 +200,37 @@ class Settings:
             "metrics_token": _metrics_token(env, "CONTACTGRAPH_METRICS_TOKEN"),
             "shutdown_grace_seconds": _int(env, "CONTACTGRAPH_SHUTDOWN_SECONDS", 20, 1, 3600),
             "migrate_on_start": _flag(env, "CONTACTGRAPH_MIGRATE_ON_START"),
+            "allow_insecure_webhooks": _flag(env, "CONTACTGRAPH_ALLOW_INSECURE_WEBHOOKS"),
+            # On unless set to 0.
+            "webhook_delivery": _flag(
+                {"CONTACTGRAPH_WEBHOOK_DELIVERY": env.get("CONTACTGRAPH_WEBHOOK_DELIVERY") or "1"},
+                "CONTACTGRAPH_WEBHOOK_DELIVERY",
+            ),
+            "webhook_poll_seconds": _seconds(
+                env, "CONTACTGRAPH_WEBHOOK_POLL_SECONDS", 2, 0.05, 3600
+            ),
+            "webhook_lease_seconds": _seconds(
+                env, "CONTACTGRAPH_WEBHOOK_LEASE_SECONDS", 60, 1, 3600
+            ),
+            "webhook_timeout_seconds": _seconds(
+                env, "CONTACTGRAPH_WEBHOOK_TIMEOUT_SECONDS", 10, 0.1, 300
+            ),
+            "webhook_retry_first_seconds": _seconds(
+                env, "CONTACTGRAPH_WEBHOOK_RETRY_FIRST_SECONDS", 5, 0.01, 3600
+            ),
+            "webhook_retry_max_seconds": _seconds(
+                env, "CONTACTGRAPH_WEBHOOK_RETRY_MAX_SECONDS", 3600, 0.01, 86_400
+            ),
+            "webhook_give_up_seconds": _seconds(
+                env, "CONTACTGRAPH_WEBHOOK_GIVE_UP_SECONDS", 3 * 86_400, 1, 30 * 86_400
+            ),
+            "webhook_disable_after_seconds": _seconds(
+                env, "CONTACTGRAPH_WEBHOOK_DISABLE_AFTER_SECONDS", 5 * 86_400, 1, 60 * 86_400
+            ),
+            "webhook_secret_overlap_seconds": _seconds(
+                env, "CONTACTGRAPH_WEBHOOK_SECRET_OVERLAP_SECONDS", 86_400, 0, 30 * 86_400
+            ),
+            "webhook_concurrency": _int(env, "CONTACTGRAPH_WEBHOOK_CONCURRENCY", 8, 1, 64),
         }
         if values["cost_limit"] > values["throttle_bucket"]:  # type: ignore[operator]
             # An operation costing more than the whole bucket could never run.

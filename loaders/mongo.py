@@ -94,6 +94,11 @@ class Database:
         """Outbound events, written in the transaction of the change they report."""
         return self.db["events"]
 
+    @property
+    def webhook_deliveries(self) -> AsyncCollection[Doc]:
+        """One per event and endpoint subscribed to it: the delivery's state and log."""
+        return self.db["webhook_deliveries"]
+
 
 COLLECTIONS = (
     "shops",
@@ -112,6 +117,7 @@ COLLECTIONS = (
     "subscription_contracts",
     "webhook_endpoints",
     "events",
+    "webhook_deliveries",
 )
 
 # Sort fields of the contact list; each gets (shopId, field, _id) so a sorted
@@ -214,6 +220,35 @@ INDEXES: dict[str, list[IndexModel]] = {
     # One leaky bucket per API key (_id); a bucket idle long enough to be full again
     # is the same as none, so it is removed then. Looked up by _id only.
     "throttle": [IndexModel([("expiresAt", ASCENDING)], expireAfterSeconds=0)],
+    # Outbound events: kept 7 days (expiresAt), then gone.
+    "events": [IndexModel([("expiresAt", ASCENDING)], expireAfterSeconds=0)],
+    "webhook_endpoints": [IndexModel([("shopId", ASCENDING), ("createdAt", ASCENDING)])],
+    "webhook_deliveries": [
+        # The worker's claim across shops: the due PENDING deliveries, oldest due first.
+        IndexModel([("status", ASCENDING), ("nextAttemptAt", ASCENDING)]),
+        # The oldest pending delivery, for the metrics (graph/http/metrics.py).
+        IndexModel([("status", ASCENDING), ("createdAt", ASCENDING)]),
+        # The log, newest first (webhookDeliveries).
+        IndexModel(
+            [
+                ("shopId", ASCENDING),
+                ("endpointId", ASCENDING),
+                ("createdAt", DESCENDING),
+                ("_id", DESCENDING),
+            ]
+        ),
+        # Order per contact: an earlier delivery still pending holds back the later ones.
+        IndexModel(
+            [
+                ("shopId", ASCENDING),
+                ("endpointId", ASCENDING),
+                ("contactId", ASCENDING),
+                ("seq", ASCENDING),
+            ]
+        ),
+        # Delivered and failed deliveries are kept 7 days; pending ones have no expiresAt.
+        IndexModel([("expiresAt", ASCENDING)], expireAfterSeconds=0),
+    ],
     # A shop's counter slots (resolvers/contact_counts.py): one upsert target per slot.
     "contact_counts": [IndexModel([("shopId", ASCENDING), ("slot", ASCENDING)], unique=True)],
 }

@@ -21,6 +21,7 @@ from loaders.mongo import Database, Doc
 from resolvers import activity
 from resolvers.clock import now as utc_now
 from resolvers.errors import Refused, not_found
+from resolvers.events import contact_gid, emit
 from resolvers.validation import TEXT_MAX, Checker
 
 STATES = ("NOT_SUBSCRIBED", "PENDING", "SUBSCRIBED", "UNSUBSCRIBED")
@@ -59,12 +60,35 @@ def _log_entry(event: ConsentEvent) -> Doc:
 
 
 async def record_consent(
-    database: Database, shop_id: str, contact_id: ObjectId, event: ConsentEvent
+    database: Database,
+    shop_id: str,
+    contact_id: ObjectId,
+    event: ConsentEvent,
+    *,
+    session: Any = None,
 ) -> Doc | None:
     """Add the event to the history; make it the state unless a newer event already is.
 
-    Logs CONSENT_CHANGED. Returns the contact after the write, None when it does not exist.
+    Logs CONSENT_CHANGED, and emits the CONSENT_CHANGED event when the state
+    (or its opt-in level) really changed, in the same transaction. Returns the
+    contact after the write, None when it does not exist. Given a `session`,
+    it writes in the caller's transaction and leaves the log's spill to the
+    caller (after the commit); otherwise it runs a transaction of its own.
     """
+    if session is not None:
+        return await _record_consent(database, shop_id, contact_id, event, session)
+
+    async def work(session: Any) -> Doc | None:
+        return await _record_consent(database, shop_id, contact_id, event, session)
+
+    newest = await activity.in_transaction(database, work)
+    await activity.spill_overflow(database, shop_id, newest)
+    return newest
+
+
+async def _record_consent(
+    database: Database, shop_id: str, contact_id: ObjectId, event: ConsentEvent, session: Any
+) -> Doc | None:
     # The history is oldest first. The newest event goes at its end as a
     # plain append, which MongoDB logs as that one event; only a late event
     # needs `$sort`, which makes MongoDB log the whole history.
@@ -72,6 +96,13 @@ async def record_consent(
     sorted_in = {"$push": {"consent.history": {"$each": [event.to_doc()], "$sort": {"at": 1}}}}
     log = activity.push([_log_entry(event)])
     now = utc_now()
+    before = await database.contacts.find_one(
+        {"_id": contact_id, "shopId": shop_id},
+        {"consent.state": 1, "consent.optInLevel": 1},
+        session=session,
+    )
+    if before is None:
+        return None
     newest = await database.contacts.find_one_and_update(
         {
             "_id": contact_id,  # first: the embedded server then looks it up by id
@@ -93,17 +124,53 @@ async def record_consent(
         ),
         projection={"activity": 0},
         return_document=ReturnDocument.AFTER,
+        session=session,
     )
     if newest is None:
-        # Either the contact is gone or a newer event holds the state: history only.
-        newest = await database.contacts.find_one_and_update(
+        # A newer event holds the state: history only, and no CONSENT_CHANGED event.
+        return await database.contacts.find_one_and_update(
             {"shopId": shop_id, "_id": contact_id},
             activity.merge_updates(sorted_in, log, {"$set": {"updatedAt": now}}),
             projection={"activity": 0},
             return_document=ReturnDocument.AFTER,
+            session=session,
         )
-    await activity.spill_overflow(database, shop_id, newest)
+    await consent_changed(database, shop_id, contact_id, before, event, session=session)
     return newest
+
+
+async def consent_changed(
+    database: Database,
+    shop_id: str,
+    contact_id: ObjectId,
+    before: Doc | None,
+    event: ConsentEvent,
+    *,
+    session: Any,
+) -> None:
+    """CONSENT_CHANGED for an event that became the state; nothing when the state stays as it was.
+
+    `before` is the contact (its `consent`) before the event, None for a contact made with it.
+    """
+    held = (before or {}).get("consent") or {}
+    previous = held.get("state") or "NOT_SUBSCRIBED"
+    if previous == event.state and held.get("optInLevel") == event.opt_in_level:
+        return
+    await emit(
+        database,
+        shop_id,
+        "CONSENT_CHANGED",
+        {
+            "id": contact_gid(contact_id),
+            "state": event.state,
+            "previousState": previous,
+            "optInLevel": event.opt_in_level,
+            "source": event.source,
+            "at": event.at,
+        },
+        session=session,
+        contact_id=contact_id,
+    )
 
 
 def check_event(

@@ -19,6 +19,7 @@ from resolvers import activity
 from resolvers.clock import now
 from resolvers.duplicates import canonical_email
 from resolvers.errors import Problem, Refused, not_found, refuse
+from resolvers.events import contact_gid, emit
 from resolvers.labels import add_label_counts, normalize_labels, reserve_labels
 from resolvers.validation import COMPANY_MAX, NAME_MAX, Checker
 
@@ -223,6 +224,7 @@ async def update_details(
     extra_update: dict[str, Any] | None = None,
     *,
     only_if_unlocked: bool = False,
+    session: Any = None,
 ) -> Doc | None:
     """Apply detail changes with a compare-and-set on `rev`, recomputing derived fields.
 
@@ -232,7 +234,7 @@ async def update_details(
     """
     for _ in range(20):
         current = await database.contacts.find_one(
-            {"shopId": shop_id, "_id": contact_id}, {"activity": 0}
+            {"shopId": shop_id, "_id": contact_id}, {"activity": 0}, session=session
         )
         if current is None:
             return None
@@ -248,7 +250,11 @@ async def update_details(
         )
         try:
             result = await database.contacts.find_one_and_update(
-                conditions, update, projection={"activity": 0}, return_document=ReturnDocument.AFTER
+                conditions,
+                update,
+                projection={"activity": 0},
+                return_document=ReturnDocument.AFTER,
+                session=session,
             )
         except DuplicateKeyError:
             raise _taken() from None
@@ -279,21 +285,67 @@ async def edit_contact(
     if checked.email_key is not None:
         changes["emailKey"] = checked.email_key
     changes["detailsLocked"] = True
-    log = activity.push([activity.entry("DETAILS_UPDATED", author=author)])
-    doc = await update_details(database, shop_id, contact_id, changes, log)
+
+    async def work(session: Any) -> Doc | None:
+        # The contact before and after, in one transaction with the event naming what changed.
+        log = activity.push([activity.entry("DETAILS_UPDATED", author=author)])
+        before = await database.contacts.find_one(
+            {"_id": contact_id, "shopId": shop_id}, _EVENT_FIELDS, session=session
+        )
+        doc = await update_details(database, shop_id, contact_id, changes, log, session=session)
+        if doc is not None and before is not None:
+            await _contact_updated(database, shop_id, before, doc, session=session)
+        return doc
+
+    doc = await activity.in_transaction(database, work)
     if doc is None:
         raise not_found(("id",))
     await activity.spill_overflow(database, shop_id, doc)
     return doc
 
 
+# What CONTACT_UPDATED reports of a manual edit (the API's names).
+_UPDATED_FIELDS = ("email", *DETAIL_FIELDS, "detailsLocked")
+_EVENT_FIELDS = {name: 1 for name in _UPDATED_FIELDS}
+
+
+async def _contact_updated(
+    database: Database, shop_id: str, before: Doc, after: Doc, *, session: Any
+) -> None:
+    """CONTACT_UPDATED with the fields that really changed; nothing when none did."""
+    changed = {
+        name: after.get(name)
+        for name in _UPDATED_FIELDS
+        if (before.get(name) or None) != (after.get(name) or None)
+    }
+    if changed:
+        await emit(
+            database,
+            shop_id,
+            "CONTACT_UPDATED",
+            {"id": contact_gid(after["_id"]), **changed},
+            session=session,
+            contact_id=after["_id"],
+        )
+
+
 async def unlock_contact(database: Database, shop_id: str, contact_id: ObjectId) -> Doc:
-    doc = await database.contacts.find_one_and_update(
-        {"shopId": shop_id, "_id": contact_id},
-        {"$set": {"detailsLocked": False, "updatedAt": now()}},
-        projection={"activity": 0},
-        return_document=ReturnDocument.AFTER,
-    )
+    async def work(session: Any) -> Doc | None:
+        at = now()
+        before = await database.contacts.find_one_and_update(
+            {"shopId": shop_id, "_id": contact_id},
+            {"$set": {"detailsLocked": False, "updatedAt": at}},
+            projection={"activity": 0},
+            return_document=ReturnDocument.BEFORE,
+            session=session,
+        )
+        if before is None:
+            return None
+        after = {**before, "detailsLocked": False, "updatedAt": at}
+        await _contact_updated(database, shop_id, before, after, session=session)
+        return after
+
+    doc = await activity.in_transaction(database, work)
     if doc is None:
         raise not_found(("id",))
     return doc

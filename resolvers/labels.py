@@ -20,6 +20,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from bson import ObjectId
 from pymongo import UpdateOne
@@ -30,6 +31,7 @@ from loaders.mongo import Database, Doc
 from resolvers import activity
 from resolvers.clock import now
 from resolvers.errors import Field, Problem, Refused, not_found, refuse
+from resolvers.events import contact_gid, emit_many
 from resolvers.segments import follow_label_rename
 from resolvers.validation import LABEL_MAX, Checker
 
@@ -269,41 +271,60 @@ async def change_labels(
             if not changes:
                 break
             at = now()
-            try:
-                result = await database.contacts.bulk_write(
-                    [
-                        UpdateOne(
-                            {
-                                # `_id` first: the embedded server then looks it up by id.
-                                "_id": contact_id,
-                                "shopId": shop_id,
-                                "labels": doc.get("labels") or [],
-                                "labelKeys": doc.get("labelKeys") or [],
-                            },
-                            activity.merge_updates(
-                                {
-                                    "$set": {
-                                        "labels": change.labels,
-                                        "labelKeys": change.keys,
-                                        "updatedAt": at,
-                                    }
-                                },
-                                activity.push([entry]),
-                            ),
-                        )
-                        for contact_id, (doc, change, entry) in changes.items()
-                    ],
-                    ordered=False,
+            writes = [
+                UpdateOne(
+                    {
+                        # `_id` first: the embedded server then looks it up by id.
+                        "_id": contact_id,
+                        "shopId": shop_id,
+                        "labels": doc.get("labels") or [],
+                        "labelKeys": doc.get("labelKeys") or [],
+                    },
+                    activity.merge_updates(
+                        {
+                            "$set": {
+                                "labels": change.labels,
+                                "labelKeys": change.keys,
+                                "updatedAt": at,
+                            }
+                        },
+                        activity.push([entry]),
+                    ),
                 )
+                for contact_id, (doc, change, entry) in changes.items()
+            ]
+
+            async def work(
+                session: Any,
+                writes: list[UpdateOne] = writes,
+                changes: dict[ObjectId, tuple[Doc, Change, Doc]] = changes,
+            ) -> set[ObjectId]:
+                # The labels and each changed contact's LABELS_CHANGED event, together.
+                result = await database.contacts.bulk_write(writes, ordered=False, session=session)
+                if result.modified_count == len(changes):
+                    done = set(changes)
+                else:
+                    done = await _written(database, shop_id, logged(changes), session=session)
+                await emit_many(
+                    database,
+                    shop_id,
+                    "LABELS_CHANGED",
+                    [
+                        (cid, _labels_event(cid, doc, change))
+                        for cid, (doc, change, _) in changes.items()
+                        if cid in done
+                    ],
+                    session=session,
+                )
+                return done
+
+            try:
+                done = await activity.in_transaction(database, work)
             except PyMongoError:
-                # Some updates may have landed: the entries they logged tell which.
+                # A commit whose outcome stayed unknown may have landed: the entries tell.
                 with contextlib.suppress(PyMongoError):
                     record(changes, await _written(database, shop_id, logged(changes)))
                 raise
-            if result.modified_count == len(changes):
-                done = set(changes)
-            else:
-                done = await _written(database, shop_id, logged(changes))
             record(changes, done)
             retry = [cid for cid in changes if cid not in done]
             if not retry:
@@ -332,8 +353,24 @@ def _by_id(docs: list[Doc]) -> dict[ObjectId, Doc]:
     return {doc["_id"]: doc for doc in docs}
 
 
+def _labels_event(contact_id: ObjectId, doc: Doc, change: Change) -> Doc:
+    """LABELS_CHANGED's data: the contact's labels after the change, and what came and went."""
+    before = dict(zip(doc.get("labelKeys") or [], doc.get("labels") or [], strict=False))
+    after = set(change.keys)
+    return {
+        "id": contact_gid(contact_id),
+        "labels": change.labels,
+        "added": [n for n, k in zip(change.labels, change.keys, strict=True) if k not in before],
+        "removed": [n for k, n in before.items() if k not in after],
+    }
+
+
 async def _written(
-    database: Database, shop_id: str, entry_contacts: dict[ObjectId, ObjectId]
+    database: Database,
+    shop_id: str,
+    entry_contacts: dict[ObjectId, ObjectId],
+    *,
+    session: Any = None,
 ) -> set[ObjectId]:
     """The contacts whose update went through: those that hold the entry it logged.
 
@@ -346,6 +383,7 @@ async def _written(
         # `_id` first: the embedded server then looks it up by id.
         {"_id": {"$in": contact_ids}, "shopId": shop_id, "activity._id": {"$in": entry_ids}},
         {"_id": 1},
+        session=session,
     ):
         done.add(doc["_id"])
     if len(done) < len(entry_ids):
@@ -357,6 +395,7 @@ async def _written(
                 "entries._id": {"$in": entry_ids},
             },
             {"contactId": 1},
+            session=session,
         ):
             done.add(bucket["contactId"])
     return done

@@ -96,6 +96,9 @@ def settings(mongodb_uri: str) -> Settings:
         # tests/test_cost.py and tests/test_throttle.py check the defaults.
         cost_limit=100_000,
         throttle_bucket=10_000_000,
+        # No background webhook delivery: command counts see only what a request
+        # sends. tests/test_outbound_events.py delivers through `contactgraph serve`.
+        webhook_delivery=False,
     )
 
 

@@ -33,6 +33,7 @@ from loaders.contacts import adapt_to_server
 from loaders.mongo import Database, connect
 from loaders.observability import CommandMonitor
 from resolvers.migrations import SchemaNotReady, migrate, schema_gaps
+from resolvers.event_delivery import delivery_from_settings
 from resolvers.outbox import Outbox, RetryPolicy, SmtpServer
 
 log = logging.getLogger("contactgraph")
@@ -95,9 +96,14 @@ def create_app(settings: Settings, tracing: Tracing | None = None) -> Starlette:
         app.state.outbox = _outbox(database, settings) if settings.smtp_url else None
         if app.state.outbox is not None:
             app.state.outbox.start()
+        # Outbound events to the shops' webhook endpoints (every instance shares the queue).
+        app.state.event_delivery = delivery_from_settings(database, settings)
+        if settings.webhook_delivery:
+            app.state.event_delivery.start()
         try:
             yield
         finally:
+            await app.state.event_delivery.stop()
             if app.state.outbox is not None:
                 await app.state.outbox.stop()
             await app.state.activity_feed.close()

@@ -125,6 +125,20 @@ async def outbox_state(database: Database) -> tuple[int, float]:
     return queued, max(0.0, (now() - oldest["createdAt"]).total_seconds())
 
 
+async def events_state(database: Database) -> tuple[int, float]:
+    """Webhook deliveries pending, and the age in seconds of the oldest (0 when none is)."""
+    # Both served by the (status, createdAt) index of webhook_deliveries.
+    pending = await database.webhook_deliveries.count_documents({"status": "PENDING"})
+    if not pending:
+        return 0, 0.0
+    oldest = await database.webhook_deliveries.find_one(
+        {"status": "PENDING"}, {"createdAt": 1}, sort=[("createdAt", 1)]
+    )
+    if oldest is None or oldest.get("createdAt") is None:
+        return pending, 0.0
+    return pending, max(0.0, (now() - oldest["createdAt"]).total_seconds())
+
+
 class _Collected:
     """Metrics made for one scrape."""
 
@@ -178,7 +192,20 @@ async def metrics_endpoint(request: Request) -> Response:
         "Age of the oldest QUEUED message; 0 when the outbox is empty.",
     )
     oldest.add_metric([], age)
-    return Response(exposition([depth, oldest]), media_type=CONTENT_TYPE_LATEST)
+    pending, pending_age = await events_state(request.app.state.database)
+    events = GaugeMetricFamily(
+        "contactgraph_webhook_pending_deliveries",
+        "Outbound events waiting for delivery to a webhook endpoint (PENDING).",
+    )
+    events.add_metric([], pending)
+    events_oldest = GaugeMetricFamily(
+        "contactgraph_webhook_oldest_pending_age_seconds",
+        "Age of the oldest PENDING webhook delivery; 0 when none is pending.",
+    )
+    events_oldest.add_metric([], pending_age)
+    return Response(
+        exposition([depth, oldest, events, events_oldest]), media_type=CONTENT_TYPE_LATEST
+    )
 
 
 def observe_request(
