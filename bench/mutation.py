@@ -51,10 +51,14 @@ FOCUSED_TESTS: dict[str, list[str]] = {
     ],
     "resolvers/consent.py": ["tests/test_consent_rules.py", "tests/test_consent.py"],
     "loaders/keyset.py": ["tests/test_keyset_paging.py", "tests/test_contacts_paging.py"],
-    "resolvers/labels.py": ["tests/test_labels.py"],
+    "resolvers/labels.py": ["tests/test_label_rules.py", "tests/test_labels.py"],
     # Renaming a label rewrites the segments that name it: tested with the labels.
-    "resolvers/segments.py": ["tests/test_segments.py", "tests/test_labels.py"],
-    "graph/field_rights.py": ["tests/test_field_rights.py"],
+    "resolvers/segments.py": [
+        "tests/test_segment_rules.py",
+        "tests/test_segments.py",
+        "tests/test_labels.py",
+    ],
+    "graph/field_rights.py": ["tests/test_field_rights_rules.py", "tests/test_field_rights.py"],
     # graph/cost.py is a table (mutmut mutates functions only); this is the walk that applies it.
     "graph/limits.py": ["tests/test_cost.py", "tests/test_limits.py"],
     "resolvers/order_input.py": ["tests/test_order_input_rules.py"],
