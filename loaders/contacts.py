@@ -100,7 +100,11 @@ def contact_match(
     extra: list[Doc] = []
     if text:
         words = query_match(text)
-        if words:
+        if words and "searchTerms" in words:
+            # One word, one field condition beside shopId: a top-level `$and`
+            # makes the embedded server scan every shop's contacts.
+            match.update(words)
+        elif words:
             extra.append(words)
     if spec is not None:
         if spec.kind is not None:

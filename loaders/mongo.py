@@ -167,6 +167,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         # would hold them all anyway (resolvers/migrations.py drops the old one).
         IndexModel([("shopId", ASCENDING), ("phone", ASCENDING)]),
         IndexModel([("shopId", ASCENDING), ("emailCanon", ASCENDING)]),
+        # The marketingState filter (and who may be mailed): SUBSCRIBED is usually few.
+        IndexModel([("shopId", ASCENDING), ("consent.state", ASCENDING)]),
         # A merged-away contact's id (an unsubscribe link sent to it) finds the survivor.
         IndexModel([("shopId", ASCENDING), ("mergedIds", ASCENDING)]),
     ],

@@ -202,7 +202,9 @@ async def _spill_once(database: Any, shop_id: str, contact_id: ObjectId) -> bool
             {
                 "_id": contact_id,  # first: the embedded server then looks it up by id
                 "shopId": shop_id,
-                "$expr": {"$eq": [{"$size": {"$ifNull": ["$activity", []]}}, size]},
+                # A field's condition, not `$expr`: the embedded server scans every
+                # contact for a top-level operator.
+                "activity": {"$size": size},
             },
             {
                 # By id: the array is in write order, so the oldest entries

@@ -107,7 +107,9 @@ async def _record_consent(
         {
             "_id": contact_id,  # first: the embedded server then looks it up by id
             "shopId": shop_id,
-            "$or": [{"consent.at": {"$lte": event.at}}, {"consent.at": None}],
+            # Not newer than this event, or none yet: one field's condition, as a
+            # top-level `$or` makes the embedded server scan every contact.
+            "consent.at": {"$not": {"$gt": event.at}},
         },
         activity.merge_updates(
             appended,

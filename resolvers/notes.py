@@ -163,10 +163,12 @@ async def _bucket_of(
     database: Database, shop_id: str, contact_id: ObjectId, entry_id: ObjectId
 ) -> ObjectId | None:
     """The contact's archive bucket holding an entry."""
+    # Exactly the (shopId, entries._id) index's fields: with contactId in the
+    # filter too, the embedded server would look up the shop's whole archive.
     found = await database.activity_archive.find_one(
-        {"shopId": shop_id, "contactId": contact_id, "entries._id": entry_id}, {"_id": 1}
+        {"shopId": shop_id, "entries._id": entry_id}, {"_id": 1, "contactId": 1}
     )
-    return found["_id"] if found else None
+    return found["_id"] if found and found["contactId"] == contact_id else None
 
 
 async def _delete_archived(
