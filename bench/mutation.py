@@ -15,6 +15,11 @@ timeout. The surviving mutants' diffs are written to
 as equivalent in `bench/mutation-equivalents.md` are reported apart and do
 not count against the score.
 
+After adding tests for the survivors, `--again` runs only the last run's
+survivors once more, with the focused test files as they are now (the
+module itself must be unchanged since that run; otherwise run it afresh):
+mutmut records which functions the new tests call and runs them too.
+
 Slow (seconds per mutant): not part of CI. Run it before you stop when you
 changed a module's rules.
 """
@@ -161,7 +166,8 @@ def import_time_functions(source: str) -> set[str]:
     run_at_import: list[ast.AST] = []
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            run_at_import += [*node.decorator_list, *node.args.defaults, *node.args.kw_defaults]
+            run_at_import += [*node.decorator_list, *node.args.defaults]
+            run_at_import += [d for d in node.args.kw_defaults if d is not None]
         elif isinstance(node, ast.ClassDef):
             run_at_import += [*node.decorator_list, *node.bases]
             run_at_import += [n for n in node.body if not isinstance(n, ast.FunctionDef)]
@@ -170,7 +176,6 @@ def import_time_functions(source: str) -> set[str]:
     return {
         call.func.id
         for root in run_at_import
-        if root is not None
         for call in ast.walk(root)
         if isinstance(call, ast.Call)
         and isinstance(call.func, ast.Name)
@@ -235,11 +240,37 @@ def puts_in(diff: str, code: str) -> bool:
     return any(code in line for line in added)
 
 
+def survivors_again(target: Path, module: str, tests: list[str]) -> list[str] | str:
+    """The last run's survivors, with the focused test files brought up to date; or why not."""
+    if not (target / "mutants").is_dir():
+        return f"no earlier run of {module} in {target}"
+    if (ROOT / module).read_bytes() != (target / module).read_bytes():
+        return f"{module} changed since its last run: run it afresh (without --again)"
+    for name in tests:
+        test_file = name.split("::")[0]
+        destination = target / test_file
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / test_file, destination)
+    return sorted(n for n, s in results(target).items() if s == "survived")
+
+
 def run_mutants(
     target: Path, module: str, tests: list[str], args: argparse.Namespace
 ) -> list[str] | str:
-    """Run mutmut on the module in a fresh copy; the functions given every test, or what failed."""
-    copy_tree(target)
+    """Run mutmut on the module in a fresh copy; the functions given every test, or what failed.
+
+    With `args.again`, only the last run's survivors, in that copy.
+    """
+    again: list[str] = []
+    if args.again:
+        found = survivors_again(target, module, tests)
+        if isinstance(found, str):
+            return found
+        if not found:
+            return []
+        again = found
+    else:
+        copy_tree(target)
     write_config(target, module, tests, args)
     with ExitStack() as stack:
         database = os.environ.get("MONGODB_URI")
@@ -255,8 +286,10 @@ def run_mutants(
         if not (target / "mutants" / "mutmut-stats.json").exists():
             return first.stdout[-3000:] + first.stderr[-3000:]
         widened = widen_test_selection(target, module, args.every_test)
-        run = mutmut(target, "run", "--max-children", str(args.jobs), database=database)
-    (target / "mutmut-run.log").write_text(first.stdout + first.stderr + run.stdout + run.stderr)
+        run = mutmut(target, "run", "--max-children", str(args.jobs), *again, database=database)
+    log = first.stdout + first.stderr + run.stdout + run.stderr
+    with (target / "mutmut-run.log").open("a" if again else "w") as file:
+        file.write(log)
     if run.returncode != 0:
         return run.stdout[-3000:] + run.stderr[-3000:]
     return widened
@@ -284,6 +317,11 @@ def main() -> int:
         "--last-run",
         action="store_true",
         help="report the last run of this module again (after editing the equivalents list)",
+    )
+    parser.add_argument(
+        "--again",
+        action="store_true",
+        help="run the last run's survivors once more, with the focused tests as they are now",
     )
     parser.add_argument(
         "--every-test",
