@@ -4,10 +4,12 @@
 
 Runs the seed as the command does (`graph.cli.seed.seed_shop`) against an
 embedded server on a data dir of its own on disk, with the cache
-`contactgraph serve` gives it (256M) unless `--cache-size` says otherwise
-(or MONGODB_URI, in a database of its own, dropped after). Reports the wall
-time, the rates, this process's CPU time and the database server's, and a
-check that every contact's statistics agree with its orders.
+`contactgraph serve` gives it (CONTACTGRAPH_EMBEDDED_CACHE_MB, 1024 MB by
+default) unless `--cache-size` says otherwise (or MONGODB_URI, in a
+database of its own, dropped after). Reports the wall time, the rates, this
+process's CPU time and the database server's, the database server's peak
+memory and its data and index sizes, and a check that every contact's
+statistics agree with its orders.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 
 from graph.embedded import EmbeddedServer  # noqa: E402
+from graph.settings import embedded_cache_mb  # noqa: E402
 
 SHOP = harness.SHOP
 
@@ -43,8 +46,8 @@ def arguments() -> argparse.Namespace:
     )
     parser.add_argument(
         "--cache-size",
-        default="256M",
-        help="the embedded server's WiredTiger cache (default 256M, as serve runs it)",
+        default=None,
+        help="the embedded server's WiredTiger cache, e.g. 512M (default: as serve runs it)",
     )
     parser.add_argument(
         "--batch", type=int, default=None, help="contacts per transaction (default: the seed's)"
@@ -81,13 +84,19 @@ async def run(args: argparse.Namespace, server: harness.DatabaseServer) -> dict[
     from graph.cli.seed import seed_shop
 
     cpu = harness.ProcessCpu(server.pid) if server.pid else None
+    peak = PeakMemory(server.pid) if server.pid else None
     async with harness.open_database(server) as database:
         db_cpu = cpu.read() if cpu else None
         own_cpu = time.process_time()
         started = time.perf_counter()
-        written = await seed_shop(
-            database, SHOP, args.contacts, args.orders_per_contact, batch_size=args.batch
-        )
+        watching = asyncio.create_task(peak.watch()) if peak else None
+        try:
+            written = await seed_shop(
+                database, SHOP, args.contacts, args.orders_per_contact, batch_size=args.batch
+            )
+        finally:
+            if watching is not None:
+                watching.cancel()
         seconds = time.perf_counter() - started
         own_cpu = time.process_time() - own_cpu
         result: dict[str, Any] = {
@@ -100,11 +109,34 @@ async def run(args: argparse.Namespace, server: harness.DatabaseServer) -> dict[
         }
         if cpu and db_cpu is not None:
             result["cpu_seconds"]["database"] = round(cpu.read() - db_cpu, 2)
+        if peak is not None:
+            result["database_peak_rss_mb"] = round(peak.peak / 2**20)
+        stats = await database.db.command("dbStats")
+        result["database_mb"] = {
+            name: round(stats[name] / 2**20, 1)
+            for name in ("dataSize", "storageSize", "indexSize")
+            if name in stats
+        }
         if not args.no_check:
             result[
                 "contacts_whose_statistics_disagree_with_their_orders"
             ] = await stats_disagreeing(database)
     return result
+
+
+class PeakMemory:
+    """The largest resident size a process reaches while watched (sampled twice a second)."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self.process = psutil.Process(pid)
+        self.peak = self.process.memory_info().rss
+
+    async def watch(self) -> None:
+        while True:
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            await asyncio.sleep(0.5)
 
 
 @contextlib.contextmanager
@@ -131,7 +163,7 @@ def main() -> None:
     with database(args) as server:
         result["database"] = server.kind
         if server.kind == "embedded-secantusdb":
-            result["cache_size"] = args.cache_size
+            result["cache_size"] = args.cache_size or f"{embedded_cache_mb()}M"
         result["seed"] = asyncio.run(run(args, server))
     harness.emit(result)
 

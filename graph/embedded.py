@@ -144,6 +144,9 @@ def has_database(data_dir: Path) -> bool:
 class EmbeddedServer:
     """One `secantusd-py` child process; `storage` is a directory or ':memory:'.
 
+    `cache_size` is WiredTiger's ("512M", "2G"); by default
+    CONTACTGRAPH_EMBEDDED_CACHE_MB (graph/settings.py).
+
     A directory still held by a previous database process (one that outlived
     a crashed `contactgraph` by a few seconds) is waited for, up to
     `release_wait` seconds; `on_wait` hears once that the start is waiting.
@@ -152,12 +155,16 @@ class EmbeddedServer:
     def __init__(
         self,
         storage: str | Path,
-        cache_size: str = "256M",
+        cache_size: str | None = None,
         *,
         release_wait: float | None = None,
         on_wait: Callable[[str], None] | None = None,
     ) -> None:
         self.storage = str(storage)
+        if cache_size is None:
+            from graph.settings import embedded_cache_mb
+
+            cache_size = f"{embedded_cache_mb()}M"
         self.cache_size = cache_size
         self.release_wait = RELEASE_WAIT_SECONDS if release_wait is None else release_wait
         self.on_wait = on_wait

@@ -25,6 +25,18 @@ def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> i
     return value
 
 
+# The embedded server's WiredTiger cache, in MB. A shop whose data outgrows it
+# stalls the server (it spins evicting), so it is sized for about 100,000
+# contacts with a few orders each; memory grows with the data, not up front.
+EMBEDDED_CACHE_MB = 2048
+
+
+def embedded_cache_mb(env: dict[str, str] | None = None) -> int:
+    """CONTACTGRAPH_EMBEDDED_CACHE_MB, checked: the embedded server's cache in MB."""
+    env = dict(os.environ if env is None else env)
+    return _int(env, "CONTACTGRAPH_EMBEDDED_CACHE_MB", EMBEDDED_CACHE_MB, 64, 1_048_576)
+
+
 def _origins(env: dict[str, str], name: str) -> tuple[str, ...]:
     """Comma-separated origins as browsers send them (`https://admin.example.com`), or `*`."""
     origins: list[str] = []
@@ -160,6 +172,8 @@ class Settings:
     # Run the data migrations and build the indexes at start (`contactgraph
     # migrate`'s work) instead of only checking that they are done.
     migrate_on_start: bool = False
+    # The embedded server's cache (MB); unused with MONGODB_URI.
+    embedded_cache_mb: int = EMBEDDED_CACHE_MB
     # Outbound events (resolvers/event_delivery.py): plain http:// to localhost
     # allowed (development, tests), how often the worker looks, how long a claim
     # holds, one attempt's timeout, the retry delays, when a delivery is FAILED,
@@ -200,6 +214,7 @@ class Settings:
             "metrics_token": _metrics_token(env, "CONTACTGRAPH_METRICS_TOKEN"),
             "shutdown_grace_seconds": _int(env, "CONTACTGRAPH_SHUTDOWN_SECONDS", 20, 1, 3600),
             "migrate_on_start": _flag(env, "CONTACTGRAPH_MIGRATE_ON_START"),
+            "embedded_cache_mb": embedded_cache_mb(env),
             "allow_insecure_webhooks": _flag(env, "CONTACTGRAPH_ALLOW_INSECURE_WEBHOOKS"),
             # On unless set to 0.
             "webhook_delivery": _flag(
