@@ -13,6 +13,7 @@ from strawberry.dataloader import DataLoader
 
 from loaders.contact_search import query_match
 from loaders.mongo import Database, Doc
+from resolvers.contact_counts import KINDS, contact_totals
 
 # The activity log and search terms are large and never needed for a list
 # row; the activity field reads them on its own when asked.
@@ -173,4 +174,18 @@ class ContactByEmailKeyLoader(DataLoader[str, Doc | None]):
 
 
 async def count_contacts(database: Database, match: Doc) -> int:
+    """How many contacts match: from the shop's counters when the filter is none or only a kind.
+
+    Those counts cost one small indexed read whatever the shop's size; any
+    other filter is counted exactly by the database.
+    """
+    shop_id = match.get("shopId")
+    rest = {k: v for k, v in match.items() if k != "shopId"}
+    if isinstance(shop_id, str) and not rest:
+        return (await contact_totals(database, shop_id))["total"]
+    kind = rest.get("kind")
+    if isinstance(shop_id, str) and list(rest) == ["kind"] and isinstance(kind, dict):
+        wanted = kind.get("$eq")
+        if list(kind) == ["$eq"] and wanted in KINDS:
+            return (await contact_totals(database, shop_id))[wanted]
     return await database.contacts.count_documents(match)

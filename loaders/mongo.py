@@ -223,7 +223,11 @@ INDEXES: dict[str, list[IndexModel]] = {
     # is the same as none, so it is removed then. Looked up by _id only.
     "throttle": [IndexModel([("expiresAt", ASCENDING)], expireAfterSeconds=0)],
     # Outbound events: kept 7 days (expiresAt), then gone.
-    "events": [IndexModel([("expiresAt", ASCENDING)], expireAfterSeconds=0)],
+    "events": [
+        IndexModel([("expiresAt", ASCENDING)], expireAfterSeconds=0),
+        # A contact's events, whose data an erasure takes out (resolvers/contact_events.py).
+        IndexModel([("shopId", ASCENDING), ("contactId", ASCENDING)]),
+    ],
     "webhook_endpoints": [IndexModel([("shopId", ASCENDING), ("createdAt", ASCENDING)])],
     "webhook_deliveries": [
         # The worker's claim across shops: the due PENDING deliveries, oldest due first.
@@ -250,9 +254,11 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
         # Delivered and failed deliveries are kept 7 days; pending ones have no expiresAt.
         IndexModel([("expiresAt", ASCENDING)], expireAfterSeconds=0),
+        # A contact's deliveries, whose bodies an erasure takes the person out of.
+        IndexModel([("shopId", ASCENDING), ("contactId", ASCENDING)]),
     ],
-    # A shop's counter slots (resolvers/contact_counts.py): one upsert target per slot.
-    "contact_counts": [IndexModel([("shopId", ASCENDING), ("slot", ASCENDING)], unique=True)],
+    # A shop's counter parts, summed on read (resolvers/contact_counts.py).
+    "contact_counts": [IndexModel([("shopId", ASCENDING), ("_id", ASCENDING)])],
 }
 
 

@@ -2,24 +2,50 @@
 
 The counters change in the transaction of the write that adds, removes or
 re-kinds a contact, so they are exact whenever that write is visible. They
-are spread over SLOTS documents per shop, `{shopId, slot, total, CUSTOMER,
-LEAD}`: every change `$inc`s one slot picked at random (created on first
-use) and a read sums the shop's slots. A single document per shop would be
-written by every contact creation of the shop, and concurrent transactions
-writing one document conflict and run again one after another; with slots
-most of them touch different documents.
+are kept as parts: documents `{shopId, total, CUSTOMER, LEAD}` whose sum is
+the shop's count. A write inserts one part holding its own change (a new
+lead is `{total: 1, LEAD: 1}`), and a read sums the shop's parts with one
+indexed find.
+
+Why parts and not one document per shop that every write `$inc`s: two
+transactions that write the same document conflict, and one of them runs
+again from the start after a pause, so concurrent contact creations of one
+shop would queue behind a single hot document. Spreading the `$inc`s over
+a few slot documents only makes that rarer (measured on the embedded
+server, 60 concurrent creations: 8 slots ran 300 transactions for 60
+writes, 64 slots still 90); inserts of distinct documents never conflict.
+
+Parts pile up with writes, so a read that finds more than COMPACT_AT of
+them replaces them by their sum in a small transaction of its own (two
+compactions at once conflict on the parts they both delete, and one runs
+again on what is left). A read therefore sums at most a few dozen small
+documents, however many contacts the shop has.
 """
 
 from __future__ import annotations
 
-import random
+import logging
 from collections.abc import Mapping
 from typing import Any
 
-from loaders.mongo import Database
+from bson import ObjectId
+from pymongo.errors import PyMongoError
 
-SLOTS = 8
+from loaders.mongo import Database, Doc
+from resolvers.activity import in_transaction
+
+log = logging.getLogger("contactgraph")
+
 KINDS = ("CUSTOMER", "LEAD")
+FIELDS = ("total", *KINDS)
+# A read that finds more parts than this folds them into one.
+COMPACT_AT = 32
+# Parts folded per compaction transaction: a transaction stays small.
+COMPACT_BATCH = 5_000
+
+
+def _empty() -> dict[str, int]:
+    return dict.fromkeys(FIELDS, 0)
 
 
 async def count_contacts(
@@ -33,30 +59,58 @@ async def count_contacts(
     """
     unknown = set(deltas) - set(KINDS)
     if unknown:
-        raise ValueError(f"unknown contact kind {sorted(unknown)[0]}")
+        raise ValueError(f"unknown contact kind {sorted(unknown, key=str)[0]}")
     changes = {kind: int(delta) for kind, delta in deltas.items() if delta}
     if not changes:
         return
-    await database.contact_counts.update_one(
-        {"shopId": shop_id, "slot": random.randrange(SLOTS)},
-        {"$inc": {"total": sum(changes.values()), **changes}},
-        upsert=True,
+    await database.contact_counts.insert_one(
+        {"_id": ObjectId(), "shopId": shop_id, "total": sum(changes.values()), **changes},
         session=session,
     )
 
 
-async def contact_totals(
-    database: Database, shop_id: str, *, session: Any = None
-) -> dict[str, int]:
-    """`{"total": n, "CUSTOMER": c, "LEAD": l}` for the shop: one indexed find over its slots."""
-    totals = {"total": 0, **{kind: 0 for kind in KINDS}}
-    projection = {"_id": 0, "total": 1, **{kind: 1 for kind in KINDS}}
-    async for slot in database.contact_counts.find(
-        {"shopId": shop_id}, projection, session=session
-    ):
-        for key in totals:
-            totals[key] += int(slot.get(key) or 0)
+def _add(totals: dict[str, int], part: Doc) -> None:
+    for name in FIELDS:
+        totals[name] += int(part.get(name) or 0)
+
+
+async def contact_totals(database: Database, shop_id: str) -> dict[str, int]:
+    """`{"total": n, "CUSTOMER": c, "LEAD": l}` for the shop: one indexed find over its parts."""
+    totals = _empty()
+    parts = await database.contact_counts.find({"shopId": shop_id}, {"shopId": 0}).to_list()
+    for part in parts:
+        _add(totals, part)
+    if len(parts) > COMPACT_AT:
+        await compact(database, shop_id)
     return totals
+
+
+async def compact(database: Database, shop_id: str) -> None:
+    """Replace the shop's counter parts by one holding their sum; a failure changes nothing."""
+
+    async def work(session: Any) -> int:
+        parts = await database.contact_counts.find(
+            {"shopId": shop_id}, {"shopId": 0}, limit=COMPACT_BATCH, session=session
+        ).to_list()
+        if len(parts) < 2:
+            return 0
+        folded = _empty()
+        for part in parts:
+            _add(folded, part)
+        await database.contact_counts.delete_many(
+            {"shopId": shop_id, "_id": {"$in": [part["_id"] for part in parts]}}, session=session
+        )
+        await database.contact_counts.insert_one(
+            {"_id": ObjectId(), "shopId": shop_id, **folded}, session=session
+        )
+        return len(parts)
+
+    try:
+        while await in_transaction(database, work) == COMPACT_BATCH:
+            pass
+    except PyMongoError:
+        # The sum is the same folded or not: the next read tries again.
+        log.warning("contact counters of shop %s not compacted this time", shop_id, exc_info=True)
 
 
 def kind_change(before: str | None, after: str | None) -> dict[str, int]:
@@ -72,8 +126,13 @@ def kind_change(before: str | None, after: str | None) -> dict[str, int]:
 async def rebuild_counts(
     database: Database, shop_id: str, *, session: Any = None
 ) -> dict[str, int]:
-    """Replace the shop's counters with an exact count of its contacts (migrations, repairs)."""
-    totals = {"total": 0, **{kind: 0 for kind in KINDS}}
+    """Replace the shop's counters with an exact count of its contacts (migrations, repairs).
+
+    In a transaction, a contact written meanwhile is either in this count
+    (its part, older than the snapshot, is deleted here) or not (its part,
+    committed after the snapshot, stays): never both, never neither.
+    """
+    totals = _empty()
     async for row in await database.contacts.aggregate(
         [{"$match": {"shopId": shop_id}}, {"$group": {"_id": "$kind", "n": {"$sum": 1}}}],
         session=session,
@@ -83,6 +142,6 @@ async def rebuild_counts(
         totals["total"] += row["n"]
     await database.contact_counts.delete_many({"shopId": shop_id}, session=session)
     await database.contact_counts.insert_one(
-        {"shopId": shop_id, "slot": 0, **totals}, session=session
+        {"_id": ObjectId(), "shopId": shop_id, **totals}, session=session
     )
     return totals

@@ -17,6 +17,7 @@ from loaders.contacts import label_key
 from loaders.mongo import Database, Doc
 from resolvers import activity
 from resolvers.clock import now
+from resolvers.contact_events import contacts_created, contacts_deleted
 from resolvers.duplicates import canonical_email
 from resolvers.errors import Problem, Refused, not_found, refuse
 from resolvers.events import contact_gid, emit
@@ -203,8 +204,13 @@ async def create_contact(
         raise Refused(problems) from None
     # A label the shop already has keeps the shop's first spelling.
     doc["labels"] = [created_labels.names.get(label_key(name), name) for name in doc["labels"]]
+
+    async def work(session: Any) -> None:
+        await database.contacts.insert_one(doc, session=session)
+        await contacts_created(database, shop_id, [doc], session=session)
+
     try:
-        await database.contacts.insert_one(doc)
+        await activity.in_transaction(database, work)
     except DuplicateKeyError:
         await created_labels.release()
         raise _taken() from None
@@ -366,7 +372,7 @@ async def delete_contacts(
         # the whole runs again), and a failure leaves everything as it was.
         found = await database.contacts.find(
             {"shopId": shop_id, "_id": {"$in": wanted}},
-            {"_id": 1, "labelKeys": 1},
+            {"_id": 1, "labelKeys": 1, "kind": 1, "email": 1},
             batch_size=len(wanted) + 1,  # all in the first reply: 250 ids cost no getMore
             session=session,
         ).to_list()
@@ -394,6 +400,7 @@ async def delete_contacts(
         await database.activity_archive.delete_many(
             {"shopId": shop_id, "contactId": {"$in": gone}}, session=session
         )
+        await contacts_deleted(database, shop_id, found, session=session)
         return found
 
     found = await activity.in_transaction(database, work) if wanted else []

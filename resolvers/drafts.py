@@ -15,6 +15,7 @@ from bson import ObjectId
 from loaders.mongo import Database, Doc
 from resolvers import activity
 from resolvers.clock import now as utc_now
+from resolvers.contact_events import contact_changed
 from resolvers.errors import not_found
 from resolvers.order_docs import draft_doc, order_label
 from resolvers.order_input import DraftData, check_draft
@@ -73,6 +74,15 @@ async def create_draft(
             activity.merge_updates({"$set": sets}, activity.push(entries)),
             session=session,
         )
+        if "kind" in sets:
+            await contact_changed(
+                database,
+                shop_id,
+                contact_id,
+                contact["kind"],
+                {"kind": sets["kind"]},
+                session=session,
+            )
         embedded = (contact.get("activityEmbedded") or 0) + len(entries)
         return order, {"_id": contact_id, "activityEmbedded": embedded}
 

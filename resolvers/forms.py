@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -20,6 +21,7 @@ from loaders.mongo import Database, Doc
 from resolvers import activity
 from resolvers.clock import now as utc_now
 from resolvers.consent import ConsentEvent, current_state, record_consent
+from resolvers.contact_events import contacts_created
 from resolvers.contacts import new_contact
 from resolvers.errors import Field, RateLimited, Refused
 from resolvers.validation import NAME_MAX, TEXT_MAX, URL_MAX, Checker
@@ -150,16 +152,24 @@ async def submit_form(
         {"$setOnInsert": on_insert, "$set": {"updatedAt": at}},
         activity.push([activity.entry("FORM_SUBMITTED", text=checked.message, at=at)]),
     )
+
+    async def work(session: Any) -> Doc | None:
+        found = await database.contacts.find_one_and_update(
+            {"shopId": shop_id, "emailKey": checked.email_key},
+            update,
+            projection=LIST_PROJECTION,
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+            session=session,
+        )
+        if found is not None and found["_id"] == lead["_id"]:  # this submission made it
+            await contacts_created(database, shop_id, [lead], session=session)
+        return found
+
     contact: Doc | None = None
     for _ in range(10):
         try:
-            contact = await database.contacts.find_one_and_update(
-                {"shopId": shop_id, "emailKey": checked.email_key},
-                update,
-                projection=LIST_PROJECTION,
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
-            )
+            contact = await activity.in_transaction(database, work)
             break
         except DuplicateKeyError:  # made meanwhile by another call: the next try finds it
             continue

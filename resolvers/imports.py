@@ -32,13 +32,14 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from pymongo import ReturnDocument
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from loaders.contacts import label_key
 from loaders.mongo import Database, Doc
 from resolvers import activity
 from resolvers.clock import now
 from resolvers.consent import STATES
+from resolvers.contact_events import contacts_created
 from resolvers.contacts import new_contact, update_details
 from resolvers.csv_rows import (
     ADDRESS_PARTS,
@@ -53,6 +54,8 @@ from resolvers.labels import SHOP_LABEL_LIMIT, add_label_counts, normalize_label
 from resolvers.validation import COMPANY_MAX, NAME_MAX, Checker
 
 IMPORT_BATCH = 500
+# A batch meets an e-mail another writer took after its snapshot at most this often.
+CREATE_ATTEMPTS = 5
 IMPORT_TEXT = "CSV import"
 # The one-column address of older files, by the address it fills.
 LEGACY_ADDRESS_COLUMNS = {key: f"{prefix} Address" for key, prefix in ADDRESSES}
@@ -370,19 +373,41 @@ class _Writer:
             self.report.created += len(rows)
             return []
         docs = [_new_doc(self.shop_id, row, self.author) for row in rows]
-        failed: set[int] = set()
-        try:
-            await self.database.contacts.insert_many(docs, ordered=False)
-        except BulkWriteError as err:
-            errors = err.details.get("writeErrors", [])
-            if any(e.get("code") != 11000 for e in errors):
-                raise
-            failed = {e["index"] for e in errors}
-        for index, doc in enumerate(docs):
-            if index not in failed:
-                self.report.created += 1
-                self.label_counts.update(doc["labelKeys"])
-        return [rows[i] for i in sorted(failed)]
+        shop_id = self.shop_id
+
+        async def work(session: Any) -> list[Doc]:
+            # The batch, its counters and its events in one transaction: an
+            # e-mail taken since the look-up is left out, as of this snapshot.
+            taken = {
+                doc["emailKey"]
+                for doc in await self.database.contacts.find(
+                    {"shopId": shop_id, "emailKey": {"$in": [d["emailKey"] for d in docs]}},
+                    {"emailKey": 1},
+                    session=session,
+                ).to_list()
+            }
+            fresh = [doc for doc in docs if doc["emailKey"] not in taken]
+            if fresh:
+                await self.database.contacts.insert_many(fresh, session=session)
+                await contacts_created(self.database, shop_id, fresh, session=session)
+            return fresh
+
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                created = await activity.in_transaction(self.database, work)
+                break
+            except (BulkWriteError, DuplicateKeyError) as err:
+                # Committed by another writer after this snapshot: the next one sees it.
+                errors = (
+                    err.details.get("writeErrors", []) if isinstance(err, BulkWriteError) else []
+                )
+                if any(e.get("code") != 11000 for e in errors) or attempt == CREATE_ATTEMPTS - 1:
+                    raise
+        made = {doc["_id"] for doc in created}
+        for doc in created:
+            self.report.created += 1
+            self.label_counts.update(doc["labelKeys"])
+        return [row for row, doc in zip(rows, docs, strict=True) if doc["_id"] not in made]
 
     async def _update(self, row: ImportRow, current: Doc) -> None:
         changes = {k: v for k, v in row.details.items() if current.get(k) != v}

@@ -31,6 +31,7 @@ from loaders.contacts import label_key
 from loaders.mongo import Database, Doc
 from resolvers import activity
 from resolvers.clock import now
+from resolvers.contact_events import contacts_merged
 from resolvers.contacts import derived_fields, set_or_unset
 from resolvers.errors import Problem, Refused
 from resolvers.order_stats import COUNTED
@@ -344,6 +345,9 @@ async def merge_contacts(
         await _write_target(database, shop_id, plan, session)
         await _delete_sources(database, shop_id, plan, session)
         await _adjust_label_counts(database, shop_id, plan, session)
+        await contacts_merged(
+            database, shop_id, plan.contact, target["kind"], source_docs, session=session
+        )
         return plan.contact
 
     return await activity.in_transaction(database, work)

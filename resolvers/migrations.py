@@ -25,7 +25,9 @@ from pymongo import UpdateOne
 
 from loaders.mongo import Database, Doc, ensure_indexes, missing_indexes
 from loaders.orders import history_stages
+from resolvers.activity import in_transaction
 from resolvers.clock import now
+from resolvers.contact_counts import rebuild_counts
 from resolvers.contacts import set_or_unset
 from resolvers.order_stats import COUNTED
 from resolvers.validation import email_key
@@ -200,6 +202,24 @@ async def key_drafts(database: Database) -> int:
     return keyed.modified_count
 
 
+async def count_contacts_once(database: Database) -> int:
+    """Every shop's contact counters, from an exact count of its contacts; the shops counted.
+
+    Writes keep the counters (resolvers.contact_counts) from this version on;
+    contacts stored before have never been counted. Each shop is counted and
+    its counters replaced in one transaction (contact_counts.rebuild_counts),
+    so a contact written meanwhile is counted exactly once.
+    """
+    shops = [shop for shop in await database.contacts.distinct("shopId") if isinstance(shop, str)]
+    for shop_id in shops:
+
+        async def work(session: Any, shop_id: str = shop_id) -> None:
+            await rebuild_counts(database, shop_id, session=session)
+
+        await in_transaction(database, work)
+    return len(shops)
+
+
 Migration = Callable[[Database], Awaitable[Any]]
 
 # In the order they must run; a name, once released, never changes meaning.
@@ -209,6 +229,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("drafts-keyed-by-their-id", key_drafts),
     ("message-address-keys", key_message_addresses),
     ("drop-unused-indexes-1", lambda database: drop_replaced_indexes(database, UNUSED_INDEXES)),
+    ("contact-counters", count_contacts_once),
 ]
 
 

@@ -38,12 +38,24 @@ from loaders.mongo import Database, Doc
 from resolvers import activity
 from resolvers.clock import now as utc_now
 from resolvers.consent import ConsentEvent, consent_change, first_consent
+from resolvers.contact_events import contact_changed, contacts_created
 from resolvers.contacts import derived_fields, new_contact
 from resolvers.errors import Field, refuse
 from resolvers.order_cancel import change_order
 from resolvers.order_docs import order_doc, order_label, placed_entries
 from resolvers.order_input import CheckedOrder, OrderData, check_order
 from resolvers.order_stats import counted, first_stats, stats_update
+
+# The contact's own fields (API names) an order may change: a CONTACT_UPDATED names them.
+CHANGED_BY_ORDERS = (
+    "kind",
+    "firstName",
+    "lastName",
+    "phone",
+    "billingAddress",
+    "shippingAddress",
+    "hasAccount",
+)
 
 # A key committed by another writer after this transaction's snapshot can
 # surface as a duplicate key instead of a write conflict: the next attempt sees it.
@@ -218,6 +230,7 @@ async def _record_once(
     if contact is None:
         doc = new_customer(shop_id, order, checked, at)
         await database.contacts.insert_one(doc, session=session)
+        await contacts_created(database, shop_id, [doc], session=session)
         written = {k: v for k, v in doc.items() if k not in LIST_PROJECTION}
         return Recorded(order, written, created=True, logged=written)
     update, pushed = landing_update(contact, order, checked, at)
@@ -226,6 +239,10 @@ async def _record_once(
     )
     if result.matched_count != 1:  # the snapshot holds it: a concurrent delete conflicts instead
         raise RuntimeError("the contact read in this transaction could not be written")
+    changed = {k: v for k, v in update["$set"].items() if k in CHANGED_BY_ORDERS}
+    await contact_changed(
+        database, shop_id, contact["_id"], contact.get("kind"), changed, session=session
+    )
     embedded = (contact.get("activityEmbedded") or 0) + pushed
     return Recorded(
         order, None, created=True, logged={"_id": contact["_id"], "activityEmbedded": embedded}

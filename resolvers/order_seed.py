@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from collections import Counter
 from decimal import Decimal
+from typing import Any
 
 from bson import ObjectId
 from pymongo import InsertOne, ReturnDocument, UpdateOne
@@ -17,6 +19,7 @@ from pymongo import InsertOne, ReturnDocument, UpdateOne
 from loaders.mongo import Database, Doc
 from resolvers import activity
 from resolvers.clock import now as utc_now
+from resolvers.contact_counts import count_contacts
 from resolvers.order_docs import d128, money_fields, placed_entries
 from resolvers.order_input import ZERO, Amounts
 from resolvers.order_stats import counted
@@ -100,8 +103,9 @@ async def seed_orders(
 ) -> int:
     """`per_contact` fake orders for each of the (just inserted) contacts, with their statistics.
 
-    Everything is written in bulk: one insert of the orders and one bulk
-    update of the contacts per call.
+    Everything is written in bulk, in one transaction: one insert of the
+    orders, one bulk update of the contacts and the shop's contact counters
+    (the leads among them are customers now).
     """
     if per_contact <= 0 or not contact_docs:
         return 0
@@ -125,6 +129,17 @@ async def seed_orders(
         entries = [entry for order in own for entry in placed_entries(order)]
         update = activity.merge_updates({"$set": _seed_statistics(own)}, activity.push(entries))
         updates.append(UpdateOne({"shopId": shop_id, "_id": contact["_id"]}, update))
-    await database.orders.bulk_write([InsertOne(order) for order in orders], ordered=False)
-    await database.contacts.bulk_write(updates, ordered=False)
+    # Leads among them become customers: the shop's counters follow, in the same transaction.
+    converted = Counter(doc.get("kind") for doc in contact_docs if doc.get("kind") != "CUSTOMER")
+    deltas: dict[str, int] = {"CUSTOMER": sum(converted.values())}
+    deltas.update({kind: -n for kind, n in converted.items() if kind is not None})
+
+    async def work(session: Any) -> None:
+        await database.orders.bulk_write(
+            [InsertOne(order) for order in orders], ordered=False, session=session
+        )
+        await database.contacts.bulk_write(updates, ordered=False, session=session)
+        await count_contacts(database, shop_id, deltas, session=session)
+
+    await activity.in_transaction(database, work)
     return len(orders)

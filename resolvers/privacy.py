@@ -20,6 +20,7 @@ from bson import Decimal128, ObjectId
 from loaders.mongo import Database, Doc
 from resolvers import activity
 from resolvers.clock import now
+from resolvers.contact_events import contact_erased
 from resolvers.errors import not_found
 
 ERASED_DOMAIN = "erased.invalid"  # RFC 2606: can never be a real address
@@ -134,6 +135,7 @@ async def erase_contact(database: Database, shop_id: str, contact_id: ObjectId |
             {"shopId": shop_id, "contactId": contact_id}, session=session
         )
         await database.contacts.delete_one({"shopId": shop_id, "_id": contact_id}, session=session)
+        await contact_erased(database, shop_id, contact, session=session)
         for key in contact.get("labelKeys") or []:
             await database.labels.update_one(
                 {"shopId": shop_id, "key": key}, {"$inc": {"contactCount": -1}}, session=session

@@ -8,6 +8,7 @@ import pytest
 from bson import Decimal128
 from conftest import OTHER_SHOP, SHOP
 
+from resolvers.contact_counts import rebuild_counts
 from resolvers.contacts import new_contact
 from resolvers.validation import email_key
 
@@ -125,6 +126,9 @@ async def people(database) -> None:
             ),
         ]
     )
+    # Stored directly, so counted as contactCreate and orderRecord would have.
+    for shop in (SHOP, OTHER_SHOP):
+        await rebuild_counts(database, shop)
 
 
 async def emails(api, filter: dict | None = None, query: str | None = None) -> list[str]:

@@ -1015,7 +1015,19 @@ async def test_recording_an_order_is_one_transaction_of_a_few_commands(api, data
     print(f"commands per recorded order (auth {len(auth)} not included): {sent}")
     look_ups = [("find", "orders"), ("find", "contacts")]
     commit = ("commitTransaction", 1)
-    assert sent["new contact"] == [*look_ups, ("insert", "orders"), ("insert", "contacts"), commit]
+    # A new contact is counted and announced (CONTACT_CREATED) in the same transaction.
+    counted_and_announced = [
+        ("insert", "contact_counts"),
+        ("insert", "events"),
+        ("find", "webhook_endpoints"),
+    ]
+    assert sent["new contact"] == [
+        *look_ups,
+        ("insert", "orders"),
+        ("insert", "contacts"),
+        *counted_and_announced,
+        commit,
+    ]
     # The contact as written is not read back in the transaction: the answer reads it after.
     answer = ("find", "contacts")
     assert sent["known contact"] == [

@@ -10,9 +10,10 @@ The documents are built whole in Python, as the API would leave them after
 creating the contact and recording its orders one by one: a contact with
 orders is a CUSTOMER whose statistics (`orderCount`, `totalSpent`,
 `firstOrderAt`, `lastOrderAt`) and activity log are its orders'. They are
-written in batches, each in one transaction with the label counts (and,
-with the first orders, the shop's currency), so a batch lands whole or not
-at all. The next batch is built in a thread while the database stores the
+written in batches, each in one transaction with the label counts, the
+shop's contact counters and a CONTACT_CREATED event per contact (and, with
+the first orders, the shop's currency), so a batch lands whole or not at
+all. The next batch is built in a thread while the database stores the
 current one.
 """
 
@@ -38,6 +39,7 @@ from loaders.contacts import label_key
 from loaders.mongo import Database, Doc
 from resolvers import activity
 from resolvers.clock import now
+from resolvers.contact_events import contacts_created
 from resolvers.contacts import ContactDetails, check_details, new_contact
 from resolvers.errors import Refused
 from resolvers.labels import reserve_labels
@@ -293,10 +295,11 @@ async def _shop_currency(database: Database, shop_id: str) -> str:
 
 
 async def _store(database: Database, shop_id: str, batch: Batch, claim: str | None) -> Batch:
-    """One transaction: the contacts, their orders, the label counts, the currency when `claim`."""
+    """One transaction: contacts (counted, with events), orders, label counts, currency when `claim`."""
 
     async def work(session: Any) -> None:
         await database.contacts.insert_many(batch.contacts, session=session)
+        await contacts_created(database, shop_id, batch.contacts, session=session)
         if batch.orders:
             await database.orders.insert_many(batch.orders, session=session)
         if batch.labels:
