@@ -22,6 +22,7 @@ ADMIN = frozenset({Role.ADMIN})
 # (queries: READ, mutations: WRITE, subscriptions: READ).
 ROOT_FIELD_ROLES: dict[str, frozenset[Role]] = {
     "orderRecord": frozenset({Role.ADMIN, Role.STAFF, Role.INGEST}),
+    "subscriptionContractRecord": frozenset({Role.ADMIN, Role.STAFF, Role.INGEST}),
     "contactFormSubmit": frozenset({Role.ADMIN, Role.STAFF, Role.PUBLIC}),
     "labelRename": ADMIN,
     "labelDelete": ADMIN,
@@ -103,6 +104,9 @@ OUTSIDE_READS: dict[str, frozenset[str] | None] = {
     ),
     "LineItem": None,
     "Money": None,
+    # A contract names what is sold and its price, never the person: all of it, as for orders.
+    "SubscriptionContractPayload": None,
+    "SubscriptionContract": None,
     "Contact": frozenset({"id"}),
 }
 

@@ -27,6 +27,7 @@ from graph.operations.merging import MergeMutation, MergeQuery
 from graph.operations.messages import MessageMutation, MessageQuery
 from graph.operations.orders import OrderMutation, OrderQuery
 from graph.operations.privacy import PrivacyMutation, PrivacyQuery
+from graph.operations.recurring import RecurringMutation, RecurringQuery
 from graph.operations.reporting import ReportingQuery
 from graph.operations.segments import SegmentMutation, SegmentQuery
 from graph.operations.webhooks import WebhookMutation, WebhookQuery
@@ -47,6 +48,7 @@ Query = merge_types(
         PrivacyQuery,
         LabelQuery,
         MessageQuery,
+        RecurringQuery,
         WebhookQuery,
     ),
 )
@@ -63,6 +65,7 @@ Mutation = merge_types(
         LabelMutation,
         ConsentMutation,
         MessageMutation,
+        RecurringMutation,
         WebhookMutation,
     ),
 )

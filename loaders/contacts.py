@@ -48,6 +48,8 @@ class ContactFilterSpec:
     created_before: dt.datetime | None = None
     marketing_state: str | None = None
     has_account: bool | None = None
+    has_active_subscription: bool | None = None
+    is_member: bool | None = None
     # Further conditions (a saved segment's) combined with AND.
     extra: list[dict[str, Any]] = field(default_factory=list)
 
@@ -139,6 +141,13 @@ def contact_match(
                 match["consent.state"] = {"$eq": spec.marketing_state}
         if spec.has_account is not None:
             match["hasAccount"] = {"$eq": spec.has_account}
+        # Contacts stored before subscriptions were recorded lack both fields: none and false.
+        if spec.has_active_subscription is True:
+            match["activeSubscriptionCount"] = {"$gt": 0}
+        elif spec.has_active_subscription is False:
+            match["activeSubscriptionCount"] = {"$not": {"$gt": 0}}
+        if spec.is_member is not None:
+            match["isMember"] = {"$eq": True} if spec.is_member else {"$ne": True}
         extra.extend(spec.extra)
     if extra:
         return {"$and": [match, *extra]}

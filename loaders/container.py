@@ -7,6 +7,11 @@ from loaders.contacts import ContactByEmailKeyLoader, ContactByIdLoader
 from loaders.mongo import Database
 from loaders.orders import OrderByIdLoader, OrderCountByContactIdLoader, OrdersByContactIdLoader
 from loaders.segments import ContactCountByMatchLoader
+from loaders.subscription_contracts import (
+    SubscriptionContractByIdLoader,
+    SubscriptionContractCountByContactIdLoader,
+    SubscriptionContractsByContactIdLoader,
+)
 
 
 class Loaders:
@@ -19,3 +24,10 @@ class Loaders:
         self.order_count_by_contact_id = OrderCountByContactIdLoader(database, shop_id)
         self.activity_page = ActivityPageByQueryLoader(database, shop_id)
         self.activity_entry_by_id = ActivityEntryByIdLoader(database, shop_id)
+        self.subscription_contract_by_id = SubscriptionContractByIdLoader(database, shop_id)
+        self.subscription_contracts_by_contact_id = SubscriptionContractsByContactIdLoader(
+            database, shop_id
+        )
+        self.subscription_contract_count_by_contact_id = SubscriptionContractCountByContactIdLoader(
+            database, shop_id
+        )

@@ -171,6 +171,19 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("shopId", ASCENDING), ("consent.state", ASCENDING)]),
         # A merged-away contact's id (an unsubscribe link sent to it) finds the survivor.
         IndexModel([("shopId", ASCENDING), ("mergedIds", ASCENDING)]),
+        # The Recurring filters (hasActiveSubscription, isMember) and the built-in
+        # Subscribers and Members segments, sorted like the kind filter's list.
+        *[
+            IndexModel(
+                [
+                    ("shopId", ASCENDING),
+                    (field, ASCENDING),
+                    ("createdAt", DESCENDING),
+                    ("_id", DESCENDING),
+                ]
+            )
+            for field in ("activeSubscriptionCount", "isMember")
+        ],
     ],
     "orders": [
         IndexModel([("shopId", ASCENDING), ("_id", ASCENDING)]),  # see contacts
@@ -259,6 +272,21 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     # A shop's counter parts, summed on read (resolvers/contact_counts.py).
     "contact_counts": [IndexModel([("shopId", ASCENDING), ("_id", ASCENDING)])],
+    # A shop's reports are idempotent on externalId; a contact's Recurring tab is
+    # newest first; contracts unlinked by a delete are found by address on erasure.
+    "subscription_contracts": [
+        IndexModel([("shopId", ASCENDING), ("_id", ASCENDING)]),  # see contacts
+        IndexModel([("shopId", ASCENDING), ("externalId", ASCENDING)], unique=True),
+        IndexModel(
+            [
+                ("shopId", ASCENDING),
+                ("contactId", ASCENDING),
+                ("startedAt", DESCENDING),
+                ("_id", DESCENDING),
+            ]
+        ),
+        IndexModel([("shopId", ASCENDING), ("emailKey", ASCENDING)]),
+    ],
 }
 
 

@@ -113,6 +113,8 @@ FIELDS: dict[str, _Field] = {
     "createdBefore": _Field("created_before", parse_datetime, _iso),
     "marketingState": _Field("marketing_state", _choice(STATES)),
     "hasAccount": _Field("has_account", _flag),
+    "hasActiveSubscription": _Field("has_active_subscription", _flag),
+    "isMember": _Field("is_member", _flag),
 }
 SEGMENT_FIELD = "segment"
 

@@ -362,7 +362,7 @@ async def delete_contacts(
 ) -> tuple[list[ObjectId], list[Problem]]:
     """Delete the contacts that exist; report the others as NOT_FOUND without stopping.
 
-    Orders stay for the books, unlinked from the person.
+    Orders and subscription contracts stay for the books, unlinked from the person.
     """
     wanted = [oid for _, oid in ids if oid is not None]
 
@@ -392,11 +392,12 @@ async def delete_contacts(
                 ordered=False,
                 session=session,
             )
-        await database.orders.update_many(
-            {"shopId": shop_id, "contactId": {"$in": gone}},
-            {"$set": {"contactId": None}},
-            session=session,
-        )
+        for kept in (database.orders, database.subscription_contracts):
+            await kept.update_many(
+                {"shopId": shop_id, "contactId": {"$in": gone}},
+                {"$set": {"contactId": None}},
+                session=session,
+            )
         await database.activity_archive.delete_many(
             {"shopId": shop_id, "contactId": {"$in": gone}}, session=session
         )

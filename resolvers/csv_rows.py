@@ -66,6 +66,8 @@ COLUMNS: tuple[str, ...] = (
     "Labels",
     "Marketing State",
     "Created At",
+    "Active Subscriptions",
+    "Member",
 )
 
 # What a row needs; never the activity log (notes are never exported) or search terms.
@@ -86,6 +88,8 @@ EXPORT_PROJECTION = {
     "labels": 1,
     "consent.state": 1,
     "createdAt": 1,
+    "activeSubscriptionCount": 1,
+    "isMember": 1,
 }
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -232,6 +236,8 @@ def contact_row(doc: dict[str, Any], currency: str | None) -> list[str]:
         labels_text(doc.get("labels") or []),
         (doc.get("consent") or {}).get("state") or "NOT_SUBSCRIBED",
         datetime_text(doc.get("createdAt")),
+        str(doc.get("activeSubscriptionCount") or 0),
+        YES if doc.get("isMember") is True else NO,
     ]
     return [neutralize(c) for c in cells]
 

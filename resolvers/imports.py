@@ -12,8 +12,8 @@ recorded (source IMPORT) only for contacts that were never asked before,
 so an import never re-subscribes someone who unsubscribed.
 
 Columns that the shop computes (Type, Account, Total Orders, Total Spent,
-Average Order Value, Currency, Last Order Date, Customer Since, Created At)
-are read-only: an import ignores them.
+Average Order Value, Currency, Last Order Date, Customer Since, Created At,
+Active Subscriptions, Member) are read-only: an import ignores them.
 
 An address is read from its part columns (`Shipping Address 1`, `Shipping
 City`, ...). Files written before the parts had columns of their own hold

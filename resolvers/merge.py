@@ -1,9 +1,11 @@
 """Merging duplicate contacts into one, all or nothing.
 
 The target keeps its email and its details, filling only the gaps from the
-sources (in the order given). Everything else moves to it: orders (their
-`contactId`), messages, the activity log (embedded entries interleaved by
-time; archive buckets re-pointed, so a page reads across all of them),
+sources (in the order given). Everything else moves to it: orders and
+subscription contracts (their `contactId`; `activeSubscriptionCount` and
+`isMember` counted afresh over them), messages, the activity log (embedded
+entries interleaved by time; archive buckets re-pointed, so a page reads
+across all of them),
 labels (the union; each label's count drops by the duplicates it loses),
 marketing consent (the histories merged by time; the state is that of the
 newest event) and the order statistics (re-derived from the orders now on
@@ -35,6 +37,7 @@ from resolvers.contact_events import contacts_merged
 from resolvers.contacts import derived_fields, set_or_unset
 from resolvers.errors import Problem, Refused
 from resolvers.order_stats import COUNTED
+from resolvers.subscription_record import subscription_summary
 
 MAX_SOURCES = 10
 FILLED_DETAILS = ("firstName", "lastName", "phone", "company", "billingAddress")
@@ -279,13 +282,19 @@ async def preview_merge(
     checked = _check_ids(request)
     target, source_docs = await _read(database, shop_id, request, checked)
     stats = await _order_stats(database, shop_id, [target["_id"], *checked[0]])
+    stats.update(await subscription_summary(database, shop_id, [target["_id"], *checked[0]]))
     return plan_merge(target, source_docs, stats, author, now()).contact
 
 
 async def _move_related(database: Database, shop_id: str, plan: MergePlan, session: Any) -> None:
-    """Orders, messages and archive buckets of the sources now belong to the target."""
+    """Orders, messages, archive buckets and contracts of the sources now belong to the target."""
     target_id = plan.contact["_id"]
-    for collection in (database.orders, database.messages, database.activity_archive):
+    for collection in (
+        database.orders,
+        database.messages,
+        database.activity_archive,
+        database.subscription_contracts,
+    ):
         await collection.update_many(
             {"shopId": shop_id, "contactId": {"$in": plan.source_ids}},
             {"$set": {"contactId": target_id}},
@@ -340,6 +349,10 @@ async def merge_contacts(
     async def work(session: Any) -> Doc:
         target, source_docs = await _read(database, shop_id, request, checked, session)
         stats = await _order_stats(database, shop_id, [target["_id"], *checked[0]], session)
+        # The sources' contracts count on the target once moved: counted over all of them.
+        stats.update(
+            await subscription_summary(database, shop_id, [target["_id"], *checked[0]], session)
+        )
         plan = plan_merge(target, source_docs, stats, author, now())
         await _move_related(database, shop_id, plan, session)
         await _write_target(database, shop_id, plan, session)

@@ -1,9 +1,10 @@
 """The person's rights: a copy of everything stored about them, and erasure.
 
 Erasure deletes the contact, its archived activity (notes included) and
-the messages sent to it, and takes the person out of the orders, which stay
-for the books: email, names, phones and addresses go; the email becomes a
-random placeholder that cannot be turned back into the address (the same
+the messages sent to it, and takes the person out of the orders and
+subscription contracts, which stay for the books: email, names, phones and
+addresses go; the email becomes a random placeholder that cannot be turned
+back into the address (the same
 placeholder on all of the person's orders, so the books still show that
 they were one customer). Everything happens in one transaction.
 """
@@ -84,6 +85,9 @@ async def data_export(
     messages = await database.messages.find(
         {"shopId": shop_id, **_address_of(contact)}, sort=[("createdAt", 1), ("_id", 1)]
     ).to_list()
+    contracts = await database.subscription_contracts.find(
+        {"shopId": shop_id, **_orders_of(contact)}, sort=[("createdAt", 1), ("_id", 1)]
+    ).to_list()
     return json_safe(
         {
             "exportedAt": now(),
@@ -92,6 +96,7 @@ async def data_export(
             "notes": [e for e in entries if e.get("kind") == "NOTE"],
             "orders": orders,
             "messages": messages,
+            "subscriptionContracts": contracts,
             "consentHistory": (contact.get("consent") or {}).get("history") or [],
         }
     )
@@ -122,6 +127,22 @@ async def erase_contact(database: Database, shop_id: str, contact_id: ObjectId |
                     "emailKey": placeholder,
                     "contactId": None,
                     **dict.fromkeys(ORDER_PERSONAL_FIELDS),
+                    "erasedAt": at,
+                    "updatedAt": at,
+                },
+            },
+            session=session,
+        )
+        # Contracts stay for the books like orders, without the person (same placeholder).
+        await database.subscription_contracts.update_many(
+            {"shopId": shop_id, **_orders_of(contact)},
+            {
+                "$set": {
+                    "email": placeholder,
+                    "emailKey": placeholder,
+                    "contactId": None,
+                    "firstName": None,
+                    "lastName": None,
                     "erasedAt": at,
                     "updatedAt": at,
                 },

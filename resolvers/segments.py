@@ -1,8 +1,9 @@
 """Segments: saved filters, evaluated afresh on every use so they follow the contacts.
 
-Two built-in segments exist in every shop without being stored: first-time
-customers (exactly one order) and repeat customers (two or more). Their ids
-are fixed, so a client may keep them.
+Four built-in segments exist in every shop without being stored: first-time
+customers (exactly one order), repeat customers (two or more), subscribers
+(a subscription or membership not ended) and members (an ACTIVE or PAUSED
+membership). Their ids are fixed, so a client may keep them.
 """
 
 from __future__ import annotations
@@ -58,6 +59,18 @@ BUILT_IN = (
         ObjectId("000000000000000000000002"),
         "Repeat customers",
         {"orderCountMin": 2},
+    ),
+    BuiltInSegment(
+        "SUBSCRIBERS",
+        ObjectId("000000000000000000000003"),
+        "Subscribers",
+        {"hasActiveSubscription": True},
+    ),
+    BuiltInSegment(
+        "MEMBERS",
+        ObjectId("000000000000000000000004"),
+        "Members",
+        {"isMember": True},
     ),
 )
 BUILT_IN_BY_KEY = {b.key: b for b in BUILT_IN}

@@ -38,7 +38,7 @@ HEADER = (
     "Shipping City,Shipping Region,Shipping Country Code,Shipping Phone,"
     "Billing Name,Billing Company,Billing Address 1,Billing Address 2,Billing Postal Code,"
     "Billing City,Billing Region,Billing Country Code,Billing Phone,"
-    "Labels,Marketing State,Created At"
+    "Labels,Marketing State,Created At,Active Subscriptions,Member"
 )
 
 ANN_SHIPPING = {
@@ -142,6 +142,8 @@ async def test_columns_and_values_in_the_documented_order(http, keys, database):
         "Labels": "VIP, Newsletter",
         "Marketing State": "SUBSCRIBED",
         "Created At": "2025-03-10T08:00:00.000+00:00",
+        "Active Subscriptions": "0",
+        "Member": "no",
     }
     assert dict(zip(COLUMNS, rows[2], strict=True)) == {
         **dict.fromkeys(COLUMNS, ""),
@@ -153,6 +155,8 @@ async def test_columns_and_values_in_the_documented_order(http, keys, database):
         "Currency": "EUR",
         "Marketing State": "NOT_SUBSCRIBED",
         "Created At": "2025-03-12T08:00:00.000+00:00",
+        "Active Subscriptions": "0",
+        "Member": "no",
     }
     assert len(rows) == 3
 

@@ -57,6 +57,17 @@ ORDER = {
     "lineItems": [{"title": "Linen shirt", "quantity": 1, "unitPrice": "49.00"}],
     "shippingAddress": {**ADDRESS, "countryCode": "DE"},
 }
+CONTRACT = {
+    "externalId": "VS-1",
+    "email": EMAIL,
+    "kind": "MEMBERSHIP",
+    "status": "ACTIVE",
+    "title": "Reading circle",
+    "price": "9.00",
+    "currencyCode": "EUR",
+    "interval": "MONTH",
+    "startedAt": "2026-01-01T00:00:00.000Z",
+}
 
 
 def unknown(type_name: str) -> str:
@@ -110,7 +121,20 @@ async def shop(api: Api, as_role: Any) -> dict[str, str]:
             {"id": victim},
         )
     )["messageSend"]["message"]["id"]
-    return {"victim": victim, "twin": twin, "order": order, "message": message}
+    contract = (
+        await api.data(
+            "mutation($input: SubscriptionContractInput!) { subscriptionContractRecord("
+            "input: $input) { subscriptionContract { id } } }",
+            {"input": CONTRACT},
+        )
+    )["subscriptionContractRecord"]["subscriptionContract"]["id"]
+    return {
+        "victim": victim,
+        "twin": twin,
+        "order": order,
+        "message": message,
+        "contract": contract,
+    }
 
 
 def order_literal() -> str:
@@ -122,6 +146,12 @@ def order_literal() -> str:
         f'lineItems: [{{title: "{lines["title"]}", quantity: 1, unitPrice: "49.00"}}], '
         f"shippingAddress: {{{address}}}}}"
     )
+
+
+def contract_literal() -> str:
+    quoted = ("externalId", "email", "title", "price", "currencyCode", "startedAt")
+    parts = [f'{k}: "{v}"' if k in quoted else f"{k}: {v}" for k, v in CONTRACT.items()]
+    return "{" + ", ".join(parts) + "}"
 
 
 def root_calls(ids: dict[str, str]) -> dict[str, str]:
@@ -177,6 +207,12 @@ def root_calls(ids: dict[str, str]) -> dict[str, str]:
         "labelDelete": 'labelDelete(name: "no such label")',
         "consentUpdate": f'consentUpdate(contactId: "{nobody}", state: SUBSCRIBED)',
         "messageSend": f'messageSend(contactId: "{nobody}", subject: "x", body: "x")',
+        "subscriptionContract": f'subscriptionContract(id: "{ids["contract"]}")',
+        # A replay of the stored report: answered with the contract, nothing written.
+        "subscriptionContractRecord": f"subscriptionContractRecord(input: {contract_literal()})",
+        "subscriptionContractCancel": (
+            f'subscriptionContractCancel(id: "{unknown("SubscriptionContract")}")'
+        ),
     }
 
 
@@ -198,7 +234,7 @@ def field_call(name: str, field: GraphQLField) -> str:
 
 def reachable(role: Role) -> dict[str, tuple[OperationType, list[str]]]:
     """Each object type the role can reach, with the shortest way there from a root it may call."""
-    calls = root_calls(dict.fromkeys(("victim", "twin", "order", "message"), "x"))
+    calls = root_calls(dict.fromkeys(("victim", "twin", "order", "message", "contract"), "x"))
     ways: dict[str, tuple[OperationType, list[str]]] = {}
     queue: deque[GraphQLObjectType] = deque()
     for name in calls:
@@ -320,7 +356,8 @@ async def test_every_root_field_is_called_or_refused_by_role(shop, as_role, data
 
 def test_the_root_calls_cover_every_query_and_mutation():
     roots = set(SCHEMA.query_type.fields) | set(SCHEMA.mutation_type.fields)  # type: ignore[union-attr]
-    assert set(root_calls(dict.fromkeys(("victim", "twin", "order", "message"), "x"))) == roots
+    ids = dict.fromkeys(("victim", "twin", "order", "message", "contract"), "x")
+    assert set(root_calls(ids)) == roots
 
 
 # ---------------------------------------------------------------- the rules against the schema

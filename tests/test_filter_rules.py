@@ -29,7 +29,7 @@ MAX_COUNT = 2**31 - 1
 KNOWN = (
     "kind, labelsAny, labelsAll, labelsNone, totalSpentMin, totalSpentMax, orderCountMin, "
     "orderCountMax, lastOrderAfter, lastOrderBefore, createdAfter, createdBefore, "
-    "marketingState, hasAccount, segment"
+    "marketingState, hasAccount, hasActiveSubscription, isMember, segment"
 )
 
 CONTACTS = """

@@ -53,6 +53,8 @@ def stored_contacts() -> list[dict[str, Any]]:
             firstName=f"Name{i:03}",
             lastName=("Lee", "Kim", "Roe")[i % 3],
             hasAccount=i % 9 == 0,
+            activeSubscriptionCount=1 if i % 6 == 0 else 0,
+            isMember=i % 12 == 0,
         )
         if orders:
             doc["lastOrderAt"] = at(i + 1)
@@ -362,6 +364,8 @@ FILTERS: list[tuple[str, dict[str, Any] | None, str | None, tuple[str, str] | No
     ("createdAt range", {"createdAfter": T_MID, "createdBefore": T_LATE}, None, None),
     ("lastOrderAt range", {"lastOrderAfter": T_MID, "lastOrderBefore": T_LATE}, None, None),
     ("marketingState", {"marketingState": "SUBSCRIBED"}, None, None),
+    ("hasActiveSubscription", {"hasActiveSubscription": True}, None, None),
+    ("isMember", {"isMember": True}, None, None),
     ("orderCountMax", {"orderCountMax": 0}, None, AT_MOST),
     ("totalSpentMax", {"totalSpentMax": "0"}, None, AT_MOST),
     ("search by word", None, "name042", REGEX),

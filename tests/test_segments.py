@@ -1,4 +1,4 @@
-"""Segments: saved filters that stay current, the two built-ins, and ContactFilter.segment."""
+"""Segments: saved filters that stay current, the four built-ins, and ContactFilter.segment."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ from resolvers.validation import email_key
 
 FIRST_TIME_ID = encode_id("Segment", "000000000000000000000001")
 REPEAT_ID = encode_id("Segment", "000000000000000000000002")
+SUBSCRIBERS_ID = encode_id("Segment", "000000000000000000000003")
+MEMBERS_ID = encode_id("Segment", "000000000000000000000004")
+BUILT_IN_NAMES = ["First-time customers", "Repeat customers", "Subscribers", "Members"]
 
 SEGMENTS = """
 { segments { id name query filter builtIn key contactCount } }
@@ -108,11 +111,31 @@ async def test_built_in_segments_exist_in_every_shop_with_stable_ids_and_exact_c
             "key": "REPEAT_CUSTOMERS",
             "contactCount": 2,
         },
+        {
+            "id": SUBSCRIBERS_ID,
+            "name": "Subscribers",
+            "query": None,
+            "filter": {"hasActiveSubscription": True},
+            "builtIn": True,
+            "key": "SUBSCRIBERS",
+            "contactCount": 0,
+        },
+        {
+            "id": MEMBERS_ID,
+            "name": "Members",
+            "query": None,
+            "filter": {"isMember": True},
+            "builtIn": True,
+            "key": "MEMBERS",
+            "contactCount": 0,
+        },
     ]
     other = await as_role("OTHER").data(SEGMENTS)
     assert [(s["id"], s["contactCount"]) for s in other["segments"]] == [
         (FIRST_TIME_ID, 1),
         (REPEAT_ID, 0),
+        (SUBSCRIBERS_ID, 0),
+        (MEMBERS_ID, 0),
     ]
 
 
@@ -132,7 +155,7 @@ async def test_a_segment_stays_current_as_contacts_change(api, database):
     ]
     assert await emails(api, {"segment": "FIRST_TIME_CUSTOMERS"}) == ["once-b@example.com"]
     data = await api.data(SEGMENTS)
-    assert [s["contactCount"] for s in data["segments"]] == [1, 3]
+    assert [s["contactCount"] for s in data["segments"]] == [1, 3, 0, 0]
 
 
 async def test_create_a_segment_and_use_it_as_a_filter_combined_by_and(api, database):
@@ -233,7 +256,7 @@ async def test_built_in_segments_cannot_be_changed_or_deleted(api, database):
             }
         ]
     data = await api.data(SEGMENTS)
-    assert [s["name"] for s in data["segments"]] == ["First-time customers", "Repeat customers"]
+    assert [s["name"] for s in data["segments"]] == BUILT_IN_NAMES
     assert await database.segments.count_documents({}) == 0
 
 
@@ -321,7 +344,7 @@ async def test_readers_may_list_but_not_change_segments(as_role, database):
     assert body["data"] is None
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     assert await database.segments.count_documents({}) == 0
-    assert len((await reader.data(SEGMENTS))["segments"]) == 2
+    assert len((await reader.data(SEGMENTS))["segments"]) == len(BUILT_IN_NAMES)
 
 
 async def test_the_shop_limit_holds_under_concurrent_creates(api, database):
@@ -370,6 +393,8 @@ async def test_counting_many_segments_costs_one_command(api, database, commands)
     assert counts == {
         "First-time customers": 2,
         "Repeat customers": 2,
+        "Subscribers": 0,
+        "Members": 0,
         "Over 0": 5,
         "Over 25": 2,
         "Over 250": 1,

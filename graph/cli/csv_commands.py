@@ -49,7 +49,8 @@ def add_parsers(commands: Any, default_shop: str, parents: list[argparse.Argumen
     export.add_argument("--query", help="free text, as in contacts(query:)")
     export.add_argument("--filter", help='a ContactFilter as JSON, e.g. \'{"kind": "CUSTOMER"}\'')
     export.add_argument(
-        "--segment", help="a segment id, or FIRST_TIME_CUSTOMERS / REPEAT_CUSTOMERS"
+        "--segment",
+        help="a segment id, or FIRST_TIME_CUSTOMERS / REPEAT_CUSTOMERS / SUBSCRIBERS / MEMBERS",
     )
     export.add_argument(
         "--ids", help="comma-separated contact ids (instead of query/filter/segment)"

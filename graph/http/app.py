@@ -23,7 +23,7 @@ from graph.http.playground import playground_asset
 from graph.http.request_log import RequestLog
 from graph.http.responses import problem
 from graph.http.unsubscribe import unsubscribe_endpoint
-from graph.http.webhooks import order_webhook
+from graph.http.webhooks import order_webhook, subscription_webhook
 from graph.log_setup import configure_logging, skip_unused_record_fields
 from graph.schema import build_schema
 from graph.settings import Settings
@@ -32,8 +32,8 @@ from loaders.activity_feed import ActivityFeed
 from loaders.contacts import adapt_to_server
 from loaders.mongo import Database, connect
 from loaders.observability import CommandMonitor
-from resolvers.migrations import SchemaNotReady, migrate, schema_gaps
 from resolvers.event_delivery import delivery_from_settings
+from resolvers.migrations import SchemaNotReady, migrate, schema_gaps
 from resolvers.outbox import Outbox, RetryPolicy, SmtpServer
 
 log = logging.getLogger("contactgraph")
@@ -121,6 +121,7 @@ def create_app(settings: Settings, tracing: Tracing | None = None) -> Starlette:
         Route("/unsubscribe/{token}", unsubscribe_endpoint, methods=["GET", "POST"]),
         Route("/exports/contacts.csv", export_contacts, methods=["GET"]),
         Route("/webhooks/orders", order_webhook(schema, settings), methods=["POST"]),
+        Route("/webhooks/subscriptions", subscription_webhook(schema, settings), methods=["POST"]),
     ]
     if settings.metrics_token:
         # Without a token there is no /metrics at all (404, like any unknown path).

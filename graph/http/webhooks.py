@@ -1,4 +1,5 @@
-"""POST /webhooks/orders: the shop pushes orders, signed per Standard Webhooks.
+"""POST /webhooks/orders and /webhooks/subscriptions: the shop pushes orders and subscription
+contracts, signed per Standard Webhooks.
 
     POST /webhooks/orders?shop=<shop id>
     webhook-id: <the delivery's id; the same on every retry of it>
@@ -20,7 +21,8 @@ than 5 minutes from our clock, or no valid signature: 401, and nothing is
 written. A delivery whose webhook-id was applied already: 200 and nothing
 is applied again (see resolvers.webhook_receipts). Otherwise the body runs
 the very `orderRecord` mutation an INGEST key would, so the two paths
-cannot drift apart: 200 with the order, 422 with `userErrors` for refused
+cannot drift apart (a subscription contract's body runs
+`subscriptionContractRecord` the same way): 200 with the order, 422 with `userErrors` for refused
 input, 400 when the body is not an OrderInput at all, 503 with Retry-After
 while another delivery of the same webhook-id is being applied. The order
 itself needs no such wait: it is recorded in one transaction, all or
@@ -44,6 +46,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -72,6 +75,8 @@ _TIMESTAMP = re.compile(r"\d{1,12}")
 # The webhook acts as an INGEST key of the shop; it has no stored key, so a fixed id names it.
 WEBHOOK_KEY_ID = ObjectId(b"orderwebhook")
 WEBHOOK_KEY_NAME = "Order webhook"
+SUBSCRIPTION_WEBHOOK_KEY_ID = ObjectId(b"subscrhookid")
+SUBSCRIPTION_WEBHOOK_KEY_NAME = "Subscription webhook"
 
 # What any role that may record orders may read back: the webhook answers no more.
 RECORD = """
@@ -83,6 +88,35 @@ mutation Record($input: OrderInput!) {
   }
 }
 """
+RECORD_SUBSCRIPTION = """
+mutation Record($input: SubscriptionContractInput!) {
+  subscriptionContractRecord(input: $input) {
+    subscriptionContract { id externalId status contact { id } }
+    userErrors { field message code }
+  }
+}
+"""
+
+
+@dataclass(frozen=True)
+class SignedWebhook:
+    """What one signed webhook runs: the mutation its body is the input of, as which key."""
+
+    mutation: str
+    field: str
+    input_type: str
+    key_id: ObjectId
+    key_name: str
+
+
+ORDERS = SignedWebhook(RECORD, "orderRecord", "OrderInput", WEBHOOK_KEY_ID, WEBHOOK_KEY_NAME)
+SUBSCRIPTIONS = SignedWebhook(
+    RECORD_SUBSCRIPTION,
+    "subscriptionContractRecord",
+    "SubscriptionContractInput",
+    SUBSCRIPTION_WEBHOOK_KEY_ID,
+    SUBSCRIPTION_WEBHOOK_KEY_NAME,
+)
 
 
 class WebhookRefused(Exception):
@@ -156,6 +190,21 @@ def _try_again(content: Any, seconds: int) -> Response:
 def order_webhook(
     schema: strawberry.Schema, settings: Settings
 ) -> Callable[[Request], Awaitable[Response]]:
+    return signed_webhook(schema, settings, ORDERS)
+
+
+def subscription_webhook(
+    schema: strawberry.Schema, settings: Settings
+) -> Callable[[Request], Awaitable[Response]]:
+    """POST /webhooks/subscriptions: a SubscriptionContractInput, signed and replay-safe as orders."""
+    return signed_webhook(schema, settings, SUBSCRIPTIONS)
+
+
+def signed_webhook(
+    schema: strawberry.Schema, settings: Settings, hook: SignedWebhook
+) -> Callable[[Request], Awaitable[Response]]:
+    """The endpoint of one signed webhook; every check above, then the hook's mutation."""
+
     async def endpoint(request: Request) -> Response:
         database: Database = request.app.state.database
         at = clock.now()
@@ -173,7 +222,9 @@ def order_webhook(
         except orjson.JSONDecodeError:
             return _problem(400, "The body is not JSON.", "BAD_USER_INPUT")
         if not isinstance(payload, dict):
-            return _problem(400, "The body must be a JSON object: an OrderInput.", "BAD_USER_INPUT")
+            return _problem(
+                400, f"The body must be a JSON object: an {hook.input_type}.", "BAD_USER_INPUT"
+            )
         claim = await claim_delivery(database, shop.id, webhook_id, at)
         if claim is Seen.APPLIED:
             return _json(200, {"webhookId": webhook_id, "alreadyApplied": True})
@@ -192,7 +243,7 @@ def order_webhook(
             )
         assert isinstance(claim, Claim)
         try:
-            response = await _record(schema, settings, request, database, shop, payload)
+            response = await _record(schema, settings, request, database, shop, payload, hook)
         except BaseException:
             await claim.release()
             raise
@@ -212,21 +263,24 @@ async def _record(
     database: Database,
     shop: Shop,
     payload: dict[str, Any],
+    hook: SignedWebhook = ORDERS,
 ) -> Response:
     context = Context(
         request=request,
         response=None,
         database=database,
         settings=settings,
-        key=ApiKey(WEBHOOK_KEY_ID, shop.id, Role.INGEST, WEBHOOK_KEY_NAME),
+        key=ApiKey(hook.key_id, shop.id, Role.INGEST, hook.key_name),
         shop=shop,
         loaders=Loaders(database, shop.id),
         throttled=False,
     )
-    result = await schema.execute(RECORD, variable_values={"input": payload}, context_value=context)
+    result = await schema.execute(
+        hook.mutation, variable_values={"input": payload}, context_value=context
+    )
     if result.errors:
         errors = [format_error(e) for e in result.errors]
         codes = {e["extensions"]["code"] for e in errors}
         return _json(500 if "INTERNAL_SERVER_ERROR" in codes else 400, {"errors": errors})
-    recorded = (result.data or {})["orderRecord"]
+    recorded = (result.data or {})[hook.field]
     return _json(422 if recorded["userErrors"] else 200, recorded)

@@ -58,6 +58,21 @@ class ActivityKind(Enum):
     CONTACTS_MERGED = strawberry.enum_value(
         "CONTACTS_MERGED", description="Duplicates were merged into this contact."
     )
+    SUBSCRIPTION_STARTED = strawberry.enum_value(
+        "SUBSCRIPTION_STARTED", description="The shop reported a new subscription or membership."
+    )
+    SUBSCRIPTION_CHANGED = strawberry.enum_value(
+        "SUBSCRIPTION_CHANGED",
+        description="A subscription was paused, resumed or became past due, or its price, "
+        "quantity or billing interval changed; the text says what.",
+    )
+    SUBSCRIPTION_CANCEL_REQUESTED = strawberry.enum_value(
+        "SUBSCRIPTION_CANCEL_REQUESTED",
+        description="Staff asked the shop to cancel a subscription; the text is the reason.",
+    )
+    SUBSCRIPTION_ENDED = strawberry.enum_value(
+        "SUBSCRIPTION_ENDED", description="The shop reported a subscription canceled or expired."
+    )
 
 
 @strawberry.type(description="One entry of a contact's activity log.")

@@ -20,6 +20,10 @@ from loaders.mongo import Database
 if TYPE_CHECKING:
     from graph.types.activity import ActivityConnection, ActivityEntry, ActivityKind
     from graph.types.order import OrderConnection
+    from graph.types.subscription_contract import (
+        SubscriptionContractConnection,
+        SubscriptionStatus,
+    )
 
 # Averages are shown to the cent, rounded half up as shops and spreadsheets do.
 _CENTS = Decimal("0.01")
@@ -90,6 +94,11 @@ class Contact(Node):
     last_order_at: DateTime | None
     created_at: DateTime | None
     updated_at: DateTime | None
+    active_subscription_count: int | None = strawberry.field(
+        description="Subscriptions and memberships not ended (ACTIVE, PAUSED or PAST_DUE), "
+        "as the shop reported them; `hasActiveSubscription` filters by the same count."
+    )
+    is_member: bool | None = strawberry.field(description="Has an ACTIVE or PAUSED MEMBERSHIP.")
     doc: strawberry.Private[dict[str, Any]]
 
     @strawberry.field(
@@ -108,6 +117,30 @@ class Contact(Node):
         return await contact_orders(
             info, self.doc["_id"], first, after, include_canceled, include_drafts
         )
+
+    @strawberry.field(
+        description="Subscriptions and memberships (the Recurring tab), newest start first; "
+        "`status` null or empty: every status."
+    )
+    async def subscription_contracts(
+        self,
+        info: strawberry.Info,
+        first: int | None = 20,
+        after: str | None = None,
+        status: list[
+            Annotated[SubscriptionStatus, strawberry.lazy("graph.types.subscription_contract")]
+        ]
+        | None = None,
+    ) -> (
+        Annotated[
+            SubscriptionContractConnection, strawberry.lazy("graph.types.subscription_contract")
+        ]
+        | None
+    ):
+        # subscription_contract.py imports this module
+        from graph.types.subscription_contract import contact_subscription_contracts
+
+        return await contact_subscription_contracts(info, self.doc["_id"], first, after, status)
 
     @strawberry.field(
         description="The activity log, newest first; keys that may not read notes do not see NOTE entries."
@@ -168,6 +201,8 @@ class Contact(Node):
             last_order_at=doc.get("lastOrderAt"),
             created_at=doc["createdAt"],
             updated_at=doc["updatedAt"],
+            active_subscription_count=doc.get("activeSubscriptionCount") or 0,
+            is_member=doc.get("isMember") is True,
             doc=doc,
         )
 

@@ -36,10 +36,18 @@ class ContactFilter:
     created_before: DateTime | None = None
     marketing_state: MarketingState | None = None
     has_account: bool | None = None
+    has_active_subscription: bool | None = strawberry.field(
+        default=None,
+        description="Has a subscription or membership not ended (activeSubscriptionCount > 0).",
+    )
+    is_member: bool | None = strawberry.field(
+        default=None, description="Has an ACTIVE or PAUSED MEMBERSHIP."
+    )
     segment: strawberry.ID | None = strawberry.field(
         default=None,
         description=(
-            "A saved segment (its id, or FIRST_TIME_CUSTOMERS / REPEAT_CUSTOMERS); "
+            "A saved segment (its id, or FIRST_TIME_CUSTOMERS / REPEAT_CUSTOMERS / "
+            "SUBSCRIBERS / MEMBERS); "
             "combined with the other fields by AND."
         ),
     )
@@ -61,6 +69,8 @@ class ContactFilter:
             created_before=self.created_before,
             marketing_state=self.marketing_state.value if self.marketing_state else None,
             has_account=self.has_account,
+            has_active_subscription=self.has_active_subscription,
+            is_member=self.is_member,
         )
 
 

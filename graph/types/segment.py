@@ -29,11 +29,12 @@ class Segment(Node):
         description="The ContactFilter, as stored (camelCase names, decimals as strings)."
     )
     built_in: bool = strawberry.field(
-        description="FIRST_TIME_CUSTOMERS and REPEAT_CUSTOMERS exist in every shop and cannot be changed."
+        description="FIRST_TIME_CUSTOMERS, REPEAT_CUSTOMERS, SUBSCRIBERS and MEMBERS exist in "
+        "every shop and cannot be changed."
     )
     key: str | None = strawberry.field(
-        description="FIRST_TIME_CUSTOMERS or REPEAT_CUSTOMERS for a built-in segment "
-        "(usable wherever a segment id is), else null."
+        description="FIRST_TIME_CUSTOMERS, REPEAT_CUSTOMERS, SUBSCRIBERS or MEMBERS for a built-in "
+        "segment (usable wherever a segment id is), else null."
     )
     match: strawberry.Private[dict[str, Any]]
 
