@@ -27,6 +27,7 @@ SHOP_SCOPED = (
     "rate_limits",
     "webhook_receipts",
     "api_keys",
+    "subscription_contracts",
 )
 # Commands that follow a cursor, or are not reads or writes of documents.
 NOT_QUERIES = {"getMore", "killCursors", "createIndexes", "listIndexes", "drop", "dropIndexes"}
@@ -164,6 +165,35 @@ async def run_the_api(api: Any, as_role: Any, step: Callable[[], None]) -> None:
         'lineItems: [{title: "Mug", quantity: 1, unitPrice: "9"}]}) { userErrors { code } } }',
         {"id": bob},
     )
+    contract = await do(
+        "mutation($i: SubscriptionContractInput!) { subscriptionContractRecord(input: $i) "
+        "{ subscriptionContract { id } userErrors { code } } }",
+        {
+            "i": {
+                "externalId": "S-1",
+                "email": "ann@example.com",
+                "kind": "MEMBERSHIP",
+                "status": "ACTIVE",
+                "title": "Club",
+                "price": "5",
+                "currencyCode": "EUR",
+                "interval": "MONTH",
+                "startedAt": "2026-01-01T00:00:00Z",
+            }
+        },
+        role="INGEST",
+    )
+    contract_id = contract["subscriptionContractRecord"]["subscriptionContract"]["id"]
+    await do(
+        "query($id: ID!, $c: ID!) { subscriptionContract(id: $id) { id } contact(id: $c) "
+        "{ subscriptionContracts { totalCount nodes { id } } } }",
+        {"id": contract_id, "c": ann},
+    )
+    await do(
+        "mutation($id: ID!) { subscriptionContractCancel(id: $id) { userErrors { code } } }",
+        {"id": contract_id},
+    )
+    await do("{ contacts(filter: {isMember: true, hasActiveSubscription: true}) { nodes { id } } }")
     note = await do(
         'mutation($id: ID!) { noteAdd(contactId: $id, text: "Called") { note { id } } }',
         {"id": ann},
@@ -259,7 +289,15 @@ async def test_every_command_on_a_shop_scoped_collection_names_its_shop(api, as_
 
     scoped = [(n, c, d) for n, c, d in recorder.seen if c in SHOP_SCOPED and n not in NOT_QUERIES]
     used = {c for _, c, _ in scoped}
-    assert {"contacts", "orders", "labels", "segments", "messages", "rate_limits"} <= used
+    assert {
+        "contacts",
+        "orders",
+        "labels",
+        "segments",
+        "messages",
+        "rate_limits",
+        "subscription_contracts",
+    } <= used
     unscoped = []
     excepted: set[str] = set()
     for command, collection, doc in scoped:
