@@ -14,6 +14,7 @@ from bson import ObjectId
 from conftest import SHOP, Api
 
 from graph.types.node import decode_id, encode_id
+from resolvers import subscription_record
 from resolvers.contact_counts import contact_totals
 
 RECORD = """
@@ -774,3 +775,80 @@ async def test_erasure_anonymizes_contracts_and_the_export_includes_them(api, da
     assert stored["contactId"] is None and stored["firstName"] is None
     assert stored["email"].endswith("@erased.invalid") and "sam" not in stored["emailKey"]
     assert stored["title"] == "Coffee club" and str(stored["price"]) == "12.50"
+
+
+async def test_recording_a_contract_is_one_transaction_of_a_few_commands(api, database, commands):
+    await record_ok(api, "W-0", email="warm@example.com")  # the shop gets its currency
+    commands.reset()
+    await api.data("{ __typename }")
+    auth = list(commands.calls)
+    sent = {}
+    for label, external_id, status in (
+        ("new contact", "N-1", "ACTIVE"),
+        ("known contact", "N-2", "ACTIVE"),
+        ("change", "N-2", "PAUSED"),
+        ("replay", "N-2", "PAUSED"),
+    ):
+        commands.reset()
+        await record_ok(api, external_id, email="new@example.com", status=status)
+        assert commands.calls[: len(auth)] == auth
+        sent[label] = commands.calls[len(auth) :]
+        # Everything up to the commit is one transaction.
+        docs = [doc for _, _, doc in list(commands.sent)[len(auth) :]]
+        until_commit = docs[: sent[label].index(("commitTransaction", 1)) + 1]
+        assert len({(str(d["lsid"]["id"]), d.get("txnNumber")) for d in until_commit}) == 1
+        assert until_commit[0].get("startTransaction") is True
+    print(f"commands per recorded contract (auth {len(auth)} not included): {sent}")
+    commit = ("commitTransaction", 1)
+    answer = ("find", "contacts")  # read after the commit only when the answer selects it
+    announced = [("insert", "events"), ("find", "webhook_endpoints")]
+    assert sent["new contact"] == [
+        ("find", "subscription_contracts"),
+        ("find", "contacts"),
+        ("insert", "subscription_contracts"),
+        ("insert", "contacts"),
+        ("insert", "contact_counts"),
+        *announced,  # CONTACT_CREATED
+        commit,
+    ]
+    # Counted afresh from the contact's contracts inside the transaction; CONTACT_UPDATED
+    # announces the new count.
+    assert sent["known contact"] == [
+        ("find", "subscription_contracts"),
+        ("find", "contacts"),
+        ("insert", "subscription_contracts"),
+        ("find", "subscription_contracts"),
+        ("update", "contacts"),
+        *announced,
+        commit,
+        answer,
+    ]
+    # Paused is still not ended: the count stands, so no event.
+    assert sent["change"] == [
+        ("find", "subscription_contracts"),
+        ("find", "contacts"),
+        ("update", "subscription_contracts"),
+        ("find", "subscription_contracts"),
+        ("update", "contacts"),
+        commit,
+        answer,
+    ]
+    assert sent["replay"] == [("find", "subscription_contracts"), commit, answer]
+
+
+async def test_a_failure_inside_the_transaction_leaves_nothing(api, database, monkeypatch):
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the process stops here")
+
+    # After the contract and the contact are written, before the commit.
+    monkeypatch.setattr(subscription_record, "contacts_created", broken)
+    body = await api.gql(RECORD, {"input": report()})
+    assert body["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    assert await database.subscription_contracts.count_documents({}) == 0
+    assert await database.contacts.count_documents({}) == 0
+    assert await database.events.count_documents({}) == 0
+
+    # The shop sends it again and it is recorded once.
+    monkeypatch.undo()
+    assert (await record_ok(api))["contact"]["activeSubscriptionCount"] == 1
+    assert await database.subscription_contracts.count_documents({}) == 1
