@@ -356,6 +356,7 @@ AT_MOST = (
     "the bound itself), and it scans for any top-level `$or`",
 )
 REGEX = (SHOP_WIDE, "it has no index bounds for a prefix `$regex`; MongoDB has")
+NEGATION = (SHOP_WIDE, "a negation: it looks up the shop; MongoDB walks the index around the value")
 FILTERS: list[tuple[str, dict[str, Any] | None, str | None, tuple[str, str] | None]] = [
     ("kind", {"kind": "LEAD"}, None, None),
     ("labelsAny", {"labelsAny": ["Wholesale"]}, None, None),
@@ -366,6 +367,8 @@ FILTERS: list[tuple[str, dict[str, Any] | None, str | None, tuple[str, str] | No
     ("marketingState", {"marketingState": "SUBSCRIBED"}, None, None),
     ("hasActiveSubscription", {"hasActiveSubscription": True}, None, None),
     ("isMember", {"isMember": True}, None, None),
+    ("hasActiveSubscription: false", {"hasActiveSubscription": False}, None, NEGATION),
+    ("isMember: false", {"isMember": False}, None, NEGATION),
     ("orderCountMax", {"orderCountMax": 0}, None, AT_MOST),
     ("totalSpentMax", {"totalSpentMax": "0"}, None, AT_MOST),
     ("search by word", None, "name042", REGEX),
