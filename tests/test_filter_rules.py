@@ -189,6 +189,8 @@ BAD_VALUES = [
     ),
     ({"hasAccount": "true"}, "`hasAccount` must be true or false."),
     ({"hasAccount": 1}, "`hasAccount` must be true or false."),
+    ({"hasActiveSubscription": "yes"}, "`hasActiveSubscription` must be true or false."),
+    ({"isMember": 0}, "`isMember` must be true or false."),
     ({"segment": 5}, "`segment` must be a segment id."),
 ]
 
@@ -511,6 +513,8 @@ specs = st.builds(
     marketing_state=st.none()
     | st.sampled_from(["NOT_SUBSCRIBED", "PENDING", "SUBSCRIBED", "UNSUBSCRIBED"]),
     has_account=st.none() | st.booleans(),
+    has_active_subscription=st.none() | st.booleans(),
+    is_member=st.none() | st.booleans(),
 )
 
 
