@@ -240,24 +240,37 @@ class EventDelivery:
         return {"_id": delivery["_id"], "status": "PENDING", "lease": lease}
 
     async def _waits_for_earlier(self, delivery: Doc, lease: ObjectId) -> bool:
-        """True (and the claim given back) while an earlier event of the same contact is pending."""
+        """True (and the claim given back) while an earlier event of the same contact is pending.
+
+        The earlier delivery is marked as waited for, so finishing it wakes this
+        one; the mark only lands while it is still PENDING, so a wake-up is never lost.
+        """
         if delivery.get("contactId") is None:
             return False
-        earlier = await self.database.webhook_deliveries.find_one(
-            {
-                "shopId": delivery["shopId"],
-                "endpointId": delivery["endpointId"],
-                "contactId": delivery["contactId"],
-                "status": "PENDING",
-                "$or": [
-                    {"seq": {"$lt": delivery["seq"]}},
-                    {"seq": delivery["seq"], "_id": {"$lt": delivery["_id"]}},
-                ],
-            },
-            {"nextAttemptAt": 1},
-            sort=[("seq", 1), ("_id", 1)],
-        )
-        if earlier is None:
+        for _ in range(3):
+            earlier = await self.database.webhook_deliveries.find_one(
+                {
+                    "shopId": delivery["shopId"],
+                    "endpointId": delivery["endpointId"],
+                    "contactId": delivery["contactId"],
+                    "status": "PENDING",
+                    "$or": [
+                        {"seq": {"$lt": delivery["seq"]}},
+                        {"seq": delivery["seq"], "_id": {"$lt": delivery["_id"]}},
+                    ],
+                },
+                {"nextAttemptAt": 1},
+                sort=[("seq", 1), ("_id", 1)],
+            )
+            if earlier is None:
+                return False
+            marked = await self.database.webhook_deliveries.update_one(
+                {"_id": earlier["_id"], "status": "PENDING"}, {"$set": {"waiters": True}}
+            )
+            if marked.matched_count:
+                break
+            # Finished meanwhile: look again.
+        else:
             return False
         # Due again when the earlier one is next due; finishing it wakes this one sooner.
         at = now()
@@ -268,6 +281,7 @@ class EventDelivery:
         return True
 
     async def _attempt(self, delivery: Doc, lease: ObjectId) -> None:
+        # Read at every attempt: a rotated secret, a new URL or a disabled endpoint apply at once.
         endpoint = await self.database.webhook_endpoints.find_one(
             {"_id": delivery["endpointId"], "shopId": delivery["shopId"]}
         )
@@ -289,10 +303,22 @@ class EventDelivery:
             await self._retry(delivery, lease, endpoint, str(retry), retry.status_code)
         else:
             await self._finish(delivery, lease, "DELIVERED", None, status_code)
-            await self.database.webhook_endpoints.update_one(
-                {"_id": endpoint["_id"], "shopId": endpoint["shopId"]},
-                {"$set": {"lastDeliveryAt": now(), "failingSince": None, "lastError": None}},
-            )
+            await self._endpoint_delivered(endpoint)
+
+    async def _endpoint_delivered(self, endpoint: Doc) -> None:
+        """A success clears the endpoint's failures; `lastDeliveryAt` moves at most once a second.
+
+        Under load every delivery would otherwise write the endpoint document too.
+        """
+        at = now()
+        last = endpoint.get("lastDeliveryAt")
+        failing = endpoint.get("failingSince") is not None or endpoint.get("lastError") is not None
+        if not failing and last is not None and (at - last).total_seconds() < 1:
+            return
+        await self.database.webhook_endpoints.update_one(
+            {"_id": endpoint["_id"], "shopId": endpoint["shopId"]},
+            {"$set": {"lastDeliveryAt": at, "failingSince": None, "lastError": None}},
+        )
 
     async def _post(self, endpoint: Doc, delivery: Doc) -> int:
         url = endpoint["url"]
@@ -358,16 +384,22 @@ class EventDelivery:
             sets["deliveredAt"] = at
         if status_code is not None or status == "DELIVERED":
             sets["lastStatusCode"] = status_code
-        done = await self.database.webhook_deliveries.update_one(
-            self._mine(delivery, lease), {"$set": sets, "$inc": {"attempts": int(attempted)}}
+        done = await self.database.webhook_deliveries.find_one_and_update(
+            self._mine(delivery, lease),
+            {"$set": sets, "$inc": {"attempts": int(attempted)}},
+            projection={"waiters": 1},
         )
         if status == "FAILED":
             log.warning("webhooks: delivery %s failed: %s", delivery["_id"], reason)
-        if done.modified_count and delivery.get("contactId") is not None:
+        if done is not None and done.get("waiters"):
             await self._wake_next(delivery)
 
     async def _wake_next(self, delivery: Doc) -> None:
-        """The next pending event of the same contact for this endpoint may go now."""
+        """The next pending event of the same contact for this endpoint may go now.
+
+        It is marked as waited for too: later events of the contact may be
+        waiting behind it, and its own finish must wake the one after it.
+        """
         woken = await self.database.webhook_deliveries.find_one_and_update(
             {
                 "shopId": delivery["shopId"],
@@ -376,7 +408,7 @@ class EventDelivery:
                 "status": "PENDING",
                 "lease": None,
             },
-            {"$set": {"nextAttemptAt": now()}},
+            {"$set": {"nextAttemptAt": now(), "waiters": True}},
             sort=[("seq", 1), ("_id", 1)],
             projection={"_id": 1},
         )

@@ -37,7 +37,7 @@ from loaders.contacts import LIST_PROJECTION
 from loaders.mongo import Database, Doc
 from resolvers import activity
 from resolvers.clock import now as utc_now
-from resolvers.consent import ConsentEvent, consent_change, first_consent
+from resolvers.consent import ConsentEvent, consent_change, consent_changed, first_consent
 from resolvers.contact_events import contact_changed, contacts_created
 from resolvers.contacts import derived_fields, new_contact
 from resolvers.errors import Field, refuse
@@ -205,6 +205,23 @@ def landing_update(
     return activity.merge_updates(update, activity.push(entries)), len(entries)
 
 
+async def _checkout_consent_changed(
+    database: Database,
+    shop_id: str,
+    contact: Doc | None,
+    contact_id: ObjectId,
+    checked: CheckedOrder,
+    session: Any,
+) -> None:
+    """CONSENT_CHANGED when the checkout's yes became the state (as `consent_change` decides)."""
+    event = _checkout_consent(checked)
+    if event is None:
+        return
+    held = ((contact or {}).get("consent") or {}).get("at")
+    if held is None or held <= event.at:
+        await consent_changed(database, shop_id, contact_id, contact, event, session=session)
+
+
 async def _record_once(
     database: Database, shop_id: str, checked: CheckedOrder, at: dt.datetime, session: Any
 ) -> Recorded:
@@ -231,6 +248,7 @@ async def _record_once(
         doc = new_customer(shop_id, order, checked, at)
         await database.contacts.insert_one(doc, session=session)
         await contacts_created(database, shop_id, [doc], session=session)
+        await _checkout_consent_changed(database, shop_id, None, doc["_id"], checked, session)
         written = {k: v for k, v in doc.items() if k not in LIST_PROJECTION}
         return Recorded(order, written, created=True, logged=written)
     update, pushed = landing_update(contact, order, checked, at)
@@ -243,6 +261,7 @@ async def _record_once(
     await contact_changed(
         database, shop_id, contact["_id"], contact.get("kind"), changed, session=session
     )
+    await _checkout_consent_changed(database, shop_id, contact, contact["_id"], checked, session)
     embedded = (contact.get("activityEmbedded") or 0) + pushed
     return Recorded(
         order, None, created=True, logged={"_id": contact["_id"], "activityEmbedded": embedded}
