@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from graph.types.node import encode_id
-from loaders.keyset import BadCursor, decode_cursor, encode_cursor
+from loaders.keyset import BadCursor, Page, decode_cursor, encode_cursor
 from resolvers.contacts import new_contact
 from resolvers.validation import email_key
 
@@ -278,3 +278,17 @@ def test_a_cursor_decoded_for_another_field_is_refused_whatever_else_is_wrong():
         decode_cursor(forged("nameKey", {"m": "lots"}, "nope"), "emailKey")
 
     assert str(raised.value) == "Cursor belongs to another sort order; start again without it."
+
+
+def test_a_page_makes_cursors_from_a_nested_sort_field_or_null_where_it_is_missing():
+    oid = ObjectId(OID)
+    page = Page([], has_next=False, has_previous=False, field="consent.at")
+    at = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
+
+    nested = page.cursor({"_id": oid, "consent": {"at": at}})
+    missing = page.cursor({"_id": oid})
+    not_an_object = page.cursor({"_id": oid, "consent": "SUBSCRIBED"})
+
+    assert decode_cursor(nested, "consent.at") == (at, oid)
+    assert decode_cursor(missing, "consent.at") == (None, oid)
+    assert decode_cursor(not_an_object, "consent.at") == (None, oid)
