@@ -37,6 +37,7 @@ FAST = {
     "CONTACTGRAPH_WEBHOOK_GIVE_UP_SECONDS": str(GIVE_UP_SECONDS),
     "CONTACTGRAPH_WEBHOOK_DISABLE_AFTER_SECONDS": str(DISABLE_AFTER_SECONDS),
     "CONTACTGRAPH_WEBHOOK_SECRET_OVERLAP_SECONDS": str(OVERLAP_SECONDS),
+    "CONTACTGRAPH_METRICS_TOKEN": "metrics-token-for-the-events-tests",
     # The tests read the delivery log many times a second.
     "CONTACTGRAPH_THROTTLE_BUCKET": "100000000",
     "CONTACTGRAPH_COST_LIMIT": "100000",
@@ -330,6 +331,7 @@ def test_a_receiver_that_was_down_gets_the_event_later_with_the_same_webhook_id(
     assert pending["status"] == "PENDING"
     assert pending["lastStatusCode"] is None  # nothing answered
     assert server.endpoint_state(endpoint_id)["failingSince"] is not None
+    assert pending_metric(server) == 1
     receiver.start()
 
     [got] = wait_until(receiver.accepted, what="the delivery after the receiver came back")
@@ -342,6 +344,23 @@ def test_a_receiver_that_was_down_gets_the_event_later_with_the_same_webhook_id(
     state = server.endpoint_state(endpoint_id)
     assert state["failingSince"] is None and state["lastError"] is None
     assert state["lastDeliveryAt"] is not None
+    assert pending_metric(server) == 0
+
+
+def pending_metric(server: Server) -> float:
+    """contactgraph_webhook_pending_deliveries as /metrics reports it."""
+    response = httpx.get(
+        f"{server.url}/metrics",
+        headers={"Authorization": "Bearer metrics-token-for-the-events-tests"},
+        timeout=10,
+    )
+    assert response.status_code == 200
+    [line] = [
+        line
+        for line in response.text.splitlines()
+        if line.startswith("contactgraph_webhook_pending_deliveries ")
+    ]
+    return float(line.split()[-1])
 
 
 def test_events_of_one_contact_arrive_in_the_order_they_happened(
