@@ -17,7 +17,9 @@ from conftest import OTHER_SHOP, SHOP
 from list_factories import add_contacts, contact_doc
 
 from graph.types.node import encode_id
+from resolvers import contact_events
 from resolvers.contact_counts import COMPACT_AT, contact_totals, count_contacts
+from resolvers.contacts import ContactDetails, create_contact
 from resolvers.imports import import_contacts
 from resolvers.migrations import MIGRATIONS, count_contacts_once
 from resolvers.order_seed import seed_orders
@@ -370,3 +372,21 @@ async def test_an_unknown_kind_is_refused_before_anything_is_written(database):
         await count_contacts(database, SHOP, {"VISITOR": 1}, session=None)
 
     assert await database.contact_counts.count_documents({}) == 0
+
+
+async def test_a_write_that_fails_after_counting_leaves_no_count_and_no_contact(
+    api, database, monkeypatch
+):
+    await create(api, "before@example.com")
+    before = await snapshot(database)
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("the event store is gone")
+
+    monkeypatch.setattr(contact_events, "emit_many", broken)
+    with pytest.raises(RuntimeError, match="the event store is gone"):
+        await create_contact(database, SHOP, ContactDetails(email="after@example.com"), "Test")
+
+    assert await database.contacts.count_documents({"emailKey": "after@example.com"}) == 0
+    assert await snapshot(database) == before
+    await assert_exact(api, database, (1, 1, 0))
