@@ -38,7 +38,7 @@ from loaders.contacts import label_key
 from loaders.mongo import Database, Doc
 from resolvers import activity
 from resolvers.clock import now
-from resolvers.consent import STATES
+from resolvers.consent import STATES, ConsentEvent, consent_changed
 from resolvers.contact_events import contacts_created
 from resolvers.contacts import new_contact, update_details
 from resolvers.csv_rows import (
@@ -436,20 +436,38 @@ class _Writer:
                 applied = True
             else:
                 consent, logged = _consent_from_import(state, self.author, now())
-                # Only while the person was never asked: the condition makes that atomic.
-                doc = await self.database.contacts.find_one_and_update(
-                    {
-                        "shopId": self.shop_id,
-                        "_id": current["_id"],
-                        "consent.history.0": {"$exists": False},
-                    },
-                    activity.merge_updates(
-                        {"$set": {"consent": consent, "updatedAt": consent["at"]}},
-                        activity.push([logged]),
-                    ),
-                    projection={"activity": 0},
-                    return_document=ReturnDocument.AFTER,
-                )
+
+                async def record(
+                    session: Any, consent: Doc = consent, logged: Doc = logged
+                ) -> Doc | None:
+                    # Only while the person was never asked: the condition makes that atomic.
+                    doc = await self.database.contacts.find_one_and_update(
+                        {
+                            "shopId": self.shop_id,
+                            "_id": current["_id"],
+                            "consent.history.0": {"$exists": False},
+                        },
+                        activity.merge_updates(
+                            {"$set": {"consent": consent, "updatedAt": consent["at"]}},
+                            activity.push([logged]),
+                        ),
+                        projection={"activity": 0},
+                        return_document=ReturnDocument.AFTER,
+                        session=session,
+                    )
+                    if doc is not None:  # never asked before: NOT_SUBSCRIBED until now
+                        event = ConsentEvent(
+                            state=consent["state"],
+                            at=consent["at"],
+                            source=consent["source"],
+                            opt_in_level=consent["optInLevel"],
+                        )
+                        await consent_changed(
+                            self.database, self.shop_id, doc["_id"], None, event, session=session
+                        )
+                    return doc
+
+                doc = await activity.in_transaction(self.database, record)
                 if doc is not None:
                     applied = True
                     await activity.spill_overflow(self.database, self.shop_id, doc)

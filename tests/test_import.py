@@ -343,6 +343,12 @@ async def test_an_import_never_resubscribes_someone_who_was_asked_before(databas
     assert [e["source"] for e in asked["consent"]["history"]] == ["IMPORT"]
     assert max(asked["activity"], key=lambda e: (e["at"], e["_id"]))["kind"] == "CONSENT_CHANGED"
     assert asked["activityCount"] == never["activityCount"] + 1
+    # The shop's endpoints hear of the one change, written with it.
+    events = await database.events.find({"type": "CONSENT_CHANGED"}).to_list()
+    assert [(e["contactId"], e["data"]["state"], e["data"]["previousState"]) for e in events] == [
+        (never["_id"], "SUBSCRIBED", "NOT_SUBSCRIBED")
+    ]
+    assert events[0]["data"]["source"] == "IMPORT"
 
 
 async def test_dry_run_reports_what_would_happen_and_writes_nothing(database, keys):
