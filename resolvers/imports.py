@@ -50,6 +50,7 @@ from resolvers.csv_rows import (
     restore,
 )
 from resolvers.errors import Problem, Refused
+from resolvers.events import contact_gid, emit
 from resolvers.labels import SHOP_LABEL_LIMIT, add_label_counts, normalize_labels, reserve_labels
 from resolvers.validation import COMPANY_MAX, NAME_MAX, Checker
 
@@ -471,19 +472,48 @@ class _Writer:
                 if doc is not None:
                     applied = True
                     await activity.spill_overflow(self.database, self.shop_id, doc)
-        for name in new_labels:
-            if self.dry_run:
+        if new_labels and self.dry_run:
+            applied = True
+        elif new_labels:
+
+            async def label(session: Any) -> list[str]:
+                added = []
+                for name in new_labels:
+                    key = label_key(name)
+                    # Conditional on the label being absent, so a racing labelsAdd cannot count it twice.
+                    result = await self.database.contacts.update_one(
+                        {"shopId": self.shop_id, "_id": current["_id"], "labelKeys": {"$ne": key}},
+                        {"$push": {"labels": name, "labelKeys": key}, "$set": {"updatedAt": now()}},
+                        session=session,
+                    )
+                    if result.modified_count:
+                        added.append(name)
+                if added:
+                    # LABELS_CHANGED with the contact's labels after, in the same transaction.
+                    after = await self.database.contacts.find_one(
+                        {"_id": current["_id"], "shopId": self.shop_id},
+                        {"labels": 1},
+                        session=session,
+                    )
+                    data = {
+                        "id": contact_gid(current["_id"]),
+                        "labels": (after or {}).get("labels") or [],
+                        "added": added,
+                        "removed": [],
+                    }
+                    await emit(
+                        self.database,
+                        self.shop_id,
+                        "LABELS_CHANGED",
+                        data,
+                        session=session,
+                        contact_id=current["_id"],
+                    )
+                return added
+
+            for name in await activity.in_transaction(self.database, label):
                 applied = True
-                continue
-            key = label_key(name)
-            # Conditional on the label being absent, so a racing labelsAdd cannot count it twice.
-            result = await self.database.contacts.update_one(
-                {"shopId": self.shop_id, "_id": current["_id"], "labelKeys": {"$ne": key}},
-                {"$push": {"labels": name, "labelKeys": key}, "$set": {"updatedAt": now()}},
-            )
-            if result.modified_count:
-                applied = True
-                self.label_counts[key] += 1
+                self.label_counts[label_key(name)] += 1
         if locked:
             self.report.locked += 1
         elif applied:

@@ -287,9 +287,16 @@ async def test_existing_contacts_are_updated_only_where_details_are_not_locked(d
         d["key"]: d["contactCount"] for d in await database.labels.find({"shopId": SHOP}).to_list()
     }
     assert counts == {"vip": 1, "gold": 2}
+    # Each contact that gained a label: one LABELS_CHANGED, written with the labels.
+    labelled = await database.events.find({"type": "LABELS_CHANGED"}).sort("contactId").to_list()
+    assert [(e["contactId"], e["data"]["labels"], e["data"]["added"]) for e in labelled] == [
+        (free["_id"], free_after["labels"], ["Gold"]),
+        (locked["_id"], ["Gold"], ["Gold"]),
+    ]
 
     again = await run(database, text)
     assert (again.updated, again.locked, again.unchanged) == (0, 1, 1)
+    assert await database.events.count_documents({"type": "LABELS_CHANGED"}) == 2
     same = csv_file({"Email": "free@example.com", "Last Name": "New", "Labels": "gold"})
     assert (await run(database, same)).unchanged == 1
     assert {
