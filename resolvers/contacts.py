@@ -296,11 +296,11 @@ async def edit_contact(
         # The contact before and after, in one transaction with the event naming what changed.
         log = activity.push([activity.entry("DETAILS_UPDATED", author=author)])
         before = await database.contacts.find_one(
-            {"_id": contact_id, "shopId": shop_id}, _EVENT_FIELDS, session=session
+            {"_id": contact_id, "shopId": shop_id}, UPDATED_PROJECTION, session=session
         )
         doc = await update_details(database, shop_id, contact_id, changes, log, session=session)
         if doc is not None and before is not None:
-            await _contact_updated(database, shop_id, before, doc, session=session)
+            await contact_updated(database, shop_id, before, doc, session=session)
         return doc
 
     doc = await activity.in_transaction(database, work)
@@ -312,10 +312,10 @@ async def edit_contact(
 
 # What CONTACT_UPDATED reports of a manual edit (the API's names).
 _UPDATED_FIELDS = ("email", *DETAIL_FIELDS, "detailsLocked")
-_EVENT_FIELDS = {name: 1 for name in _UPDATED_FIELDS}
+UPDATED_PROJECTION = {name: 1 for name in _UPDATED_FIELDS}
 
 
-async def _contact_updated(
+async def contact_updated(
     database: Database, shop_id: str, before: Doc, after: Doc, *, session: Any
 ) -> None:
     """CONTACT_UPDATED with the fields that really changed; nothing when none did."""
@@ -348,7 +348,7 @@ async def unlock_contact(database: Database, shop_id: str, contact_id: ObjectId)
         if before is None:
             return None
         after = {**before, "detailsLocked": False, "updatedAt": at}
-        await _contact_updated(database, shop_id, before, after, session=session)
+        await contact_updated(database, shop_id, before, after, session=session)
         return after
 
     doc = await activity.in_transaction(database, work)

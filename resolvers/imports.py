@@ -40,7 +40,7 @@ from resolvers import activity
 from resolvers.clock import now
 from resolvers.consent import STATES, ConsentEvent, consent_changed
 from resolvers.contact_events import contacts_created
-from resolvers.contacts import new_contact, update_details
+from resolvers.contacts import UPDATED_PROJECTION, contact_updated, new_contact, update_details
 from resolvers.csv_rows import (
     ADDRESS_PARTS,
     ADDRESSES,
@@ -421,9 +421,28 @@ class _Writer:
             log = activity.push(
                 [activity.entry("DETAILS_UPDATED", author=self.author, text=IMPORT_TEXT)]
             )
-            doc = await update_details(
-                self.database, self.shop_id, current["_id"], changes, log, only_if_unlocked=True
-            )
+
+            async def edit(session: Any, log: Doc = log) -> Doc | None:
+                # The details with their CONTACT_UPDATED (what really changed), together.
+                before = await self.database.contacts.find_one(
+                    {"_id": current["_id"], "shopId": self.shop_id},
+                    UPDATED_PROJECTION,
+                    session=session,
+                )
+                doc = await update_details(
+                    self.database,
+                    self.shop_id,
+                    current["_id"],
+                    changes,
+                    log,
+                    only_if_unlocked=True,
+                    session=session,
+                )
+                if doc is not None and before is not None:
+                    await contact_updated(self.database, self.shop_id, before, doc, session=session)
+                return doc
+
+            doc = await activity.in_transaction(self.database, edit)
             if doc is None:
                 locked = True  # locked (or deleted) since the look-up
             else:

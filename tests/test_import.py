@@ -12,6 +12,7 @@ from list_factories import add_contacts, at, contact_doc
 
 from graph.cli import main as cli
 from resolvers.csv_rows import COLUMNS, csv_text
+from resolvers.events import contact_gid
 from resolvers.imports import ImportReport, RowProblem, import_contacts
 
 # The one-column addresses of files written before the parts had columns of their own.
@@ -294,9 +295,14 @@ async def test_existing_contacts_are_updated_only_where_details_are_not_locked(d
         (locked["_id"], ["Gold"], ["Gold"]),
     ]
 
+    [updated] = await database.events.find({"type": "CONTACT_UPDATED"}).to_list()
+    assert updated["contactId"] == free["_id"]
+    assert updated["data"] == {"id": contact_gid(free["_id"]), "lastName": "New"}
+
     again = await run(database, text)
     assert (again.updated, again.locked, again.unchanged) == (0, 1, 1)
     assert await database.events.count_documents({"type": "LABELS_CHANGED"}) == 2
+    assert await database.events.count_documents({"type": "CONTACT_UPDATED"}) == 1
     same = csv_file({"Email": "free@example.com", "Last Name": "New", "Labels": "gold"})
     assert (await run(database, same)).unchanged == 1
     assert {
