@@ -28,6 +28,7 @@ SHOP_SCOPED = (
     "webhook_receipts",
     "api_keys",
     "subscription_contracts",
+    "contact_counts",
 )
 # Commands that follow a cursor, or are not reads or writes of documents.
 NOT_QUERIES = {"getMore", "killCursors", "createIndexes", "listIndexes", "drop", "dropIndexes"}
