@@ -99,6 +99,39 @@ async def test_total_count_adds_exactly_one_read_of_the_counters(api, commands, 
         assert commands.on("contact_counts") == ["find"]
 
 
+async def test_a_count_alone_reads_the_counters_and_no_page(api, commands, seeded):
+    for query in (
+        "{ contacts { totalCount } }",
+        "{ contacts(first: 250, sortKey: NAME) { __typename totalCount } }",
+    ):
+        data, _ = await _measure(api, commands, query)
+        assert data["contacts"]["totalCount"] == 260
+        assert commands.on("contacts") == []
+        assert commands.on("contact_counts") == ["find"]
+    # Anything of the page selected, even through a fragment, reads the page.
+    data, _ = await _measure(
+        api,
+        commands,
+        "{ contacts(first: 3) { totalCount ... on ContactConnection { nodes { id } } } }",
+    )
+    assert len(data["contacts"]["nodes"]) == 3
+    assert commands.on("contacts") == ["find"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ("first: 0", "`first` must be between 1 and 250, got 0."),
+        ("first: 2, last: 2", "Pass either `first` or `last`, not both."),
+        ('after: "nonsense"', "Cursor is not valid."),
+    ],
+)
+async def test_a_count_alone_still_refuses_bad_paging_arguments(api, arguments, message):
+    body = await api.gql("{ contacts(" + arguments + ") { totalCount } }")
+    assert [error["message"] for error in body["errors"]] == [message]
+    assert body["data"] is None
+
+
 async def test_many_contacts_by_id_in_one_request_are_one_read(api, commands, few):
     ids = [encode_id("Contact", d["_id"]) for d in few[:20]]
     fields = " ".join(f'c{i}: contact(id: "{gid}") {{ email }}' for i, gid in enumerate(ids[:10]))

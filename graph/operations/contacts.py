@@ -7,6 +7,7 @@ from typing import Annotated
 
 import strawberry
 from bson import ObjectId
+from strawberry.types.nodes import SelectedField
 
 from graph.context import Info
 from graph.errors import bad_input
@@ -18,12 +19,14 @@ from graph.types.payloads import ContactPayload, ContactsDeletePayload
 from graph.types.segment import segment_filter_condition
 from loaders.contact_search import MAX_QUERY_LENGTH
 from loaders.contacts import LIST_PROJECTION, SORT_FIELDS, ContactFilterSpec, contact_match
-from loaders.keyset import PageRequest, find_page
+from loaders.keyset import Page, PageRequest, decode_cursor, find_page
 from resolvers import contacts
 from resolvers.errors import Problem, Refused, not_found
 from resolvers.validation import Checker
 
 MAX_IDS = 250
+DEFAULT_PAGE = 50
+COUNT_ONLY = frozenset({"totalCount", "__typename"})
 MAX_FILTER_LABELS = 250
 
 
@@ -38,6 +41,17 @@ def contact_from(info: Info, doc: dict) -> Contact:
     """A contact just written: prime the loader so later fields see the new state."""
     info.context.loaders.contact_by_id.prime(doc["_id"], doc, force=True)
     return Contact.from_doc(doc, info.context.currency)
+
+
+def _asks_only_for_the_count(info: Info) -> bool:
+    """True when the page itself is not selected: plain fields, no fragments or directives."""
+    return all(
+        isinstance(selection, SelectedField)
+        and selection.name in COUNT_ONLY
+        and not selection.directives
+        for field in info.selected_fields
+        for selection in field.selections
+    )
 
 
 def check_filter(spec: ContactFilterSpec) -> None:
@@ -125,14 +139,26 @@ class ContactQuery:
     ) -> ContactConnection:
         match = await selection_match(info, query, filter)
         database = info.context.database
-        page = await find_page(
-            database.contacts,
-            match,
-            SORT_FIELDS[(sort_key or ContactSortKey.CREATED_AT).value],
-            ascending=not reverse,
-            page=PageRequest(first, after, last, before),
-            projection=LIST_PROJECTION,
-        )
+        field = SORT_FIELDS[(sort_key or ContactSortKey.CREATED_AT).value]
+        request = PageRequest(first, after, last, before)
+        if _asks_only_for_the_count(info):
+            # A report's `contacts { totalCount }` reads the counters, not a page
+            # the server would sort for nothing; the arguments are still checked.
+            request.size(DEFAULT_PAGE)
+            for cursor in (after, before):
+                if cursor is not None:
+                    decode_cursor(cursor, field)
+            page = Page([], has_next=False, has_previous=False, field=field)
+        else:
+            page = await find_page(
+                database.contacts,
+                match,
+                field,
+                ascending=not reverse,
+                page=request,
+                default_size=DEFAULT_PAGE,
+                projection=LIST_PROJECTION,
+            )
         return ContactConnection.from_page(page, info.context.currency, database, match)
 
 
