@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from graph.types.node import encode_id
-from loaders.keyset import BadCursor, Page, decode_cursor, encode_cursor
+from loaders.keyset import BadCursor, Page, PageRequest, decode_cursor, encode_cursor, find_page
 from resolvers.contacts import new_contact
 from resolvers.validation import email_key
 
@@ -292,3 +292,27 @@ def test_a_page_makes_cursors_from_a_nested_sort_field_or_null_where_it_is_missi
     assert decode_cursor(nested, "consent.at") == (at, oid)
     assert decode_cursor(missing, "consent.at") == (None, oid)
     assert decode_cursor(not_an_object, "consent.at") == (None, oid)
+
+
+@pytest.mark.parametrize(
+    "asked", [{"first": 250}, {"first": 3}, {"last": 3}, {"last": 250}], ids=str
+)
+async def test_a_page_is_one_find_of_its_rows_and_one_more(database, commands, asked):
+    # 253 contacts: more than a page and its look-ahead row, whatever the size.
+    await database.contacts.insert_many([stored_contact(i) for i in range(253)])
+    commands.reset()
+
+    page = await find_page(
+        database.contacts,
+        {"shopId": SHOP},
+        "emailKey",
+        True,
+        PageRequest(**asked),
+        projection={"email": 1},
+    )
+
+    size = next(iter(asked.values()))
+    assert len(page.rows) == size
+    assert commands.on("contacts") == ["find"]  # no getMore: the whole page in the first reply
+    assert all(set(row) == {"_id", "email"} for row in page.rows)
+    assert (page.has_next, page.has_previous) == (("first" in asked), ("last" in asked))
