@@ -278,6 +278,19 @@ class EventDelivery:
         await self.database.webhook_deliveries.update_one(
             self._mine(delivery, lease), {"$set": {"nextAttemptAt": due, "lease": None}}
         )
+        # Finished while this one still held its claim, its wake-up passed this one by:
+        # then this one is due now.
+        if (
+            await self.database.webhook_deliveries.find_one(
+                {"_id": earlier["_id"], "status": "PENDING"}, {"_id": 1}
+            )
+            is None
+        ):
+            await self.database.webhook_deliveries.update_one(
+                {"_id": delivery["_id"], "status": "PENDING", "lease": None},
+                {"$set": {"nextAttemptAt": now()}},
+            )
+            self._wake.set()
         return True
 
     async def _attempt(self, delivery: Doc, lease: ObjectId) -> None:

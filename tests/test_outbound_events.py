@@ -33,7 +33,8 @@ FAST = {
     "CONTACTGRAPH_WEBHOOK_POLL_SECONDS": "0.1",
     "CONTACTGRAPH_WEBHOOK_RETRY_FIRST_SECONDS": "0.2",
     "CONTACTGRAPH_WEBHOOK_RETRY_MAX_SECONDS": "0.5",
-    "CONTACTGRAPH_WEBHOOK_TIMEOUT_SECONDS": "2",
+    # Long enough that a loaded machine never times out an answer that came (a repeat).
+    "CONTACTGRAPH_WEBHOOK_TIMEOUT_SECONDS": "10",
     "CONTACTGRAPH_WEBHOOK_GIVE_UP_SECONDS": str(GIVE_UP_SECONDS),
     "CONTACTGRAPH_WEBHOOK_DISABLE_AFTER_SECONDS": str(DISABLE_AFTER_SECONDS),
     "CONTACTGRAPH_WEBHOOK_SECRET_OVERLAP_SECONDS": str(OVERLAP_SECONDS),
@@ -373,7 +374,7 @@ def test_events_of_one_contact_arrive_in_the_order_they_happened(
     for name in names:
         server.rename(ann, name)
 
-    wait_until(lambda: len(receiver.accepted()) == len(names), what="all six accepted")
+    wait_until(lambda: len(receiver.accepted()) >= len(names), 60, what="all six accepted")
     accepted = [r.payload["data"]["firstName"] for r in receiver.accepted()]
     assert accepted == names
     # Nothing later went out while the first one was failing.
