@@ -214,6 +214,8 @@ def test_apollo_batch_http_link_sends_three_queries_in_one_request(node, real_se
     assert [s["name"] for s in results["segments"]["segments"]] == [
         "First-time customers",
         "Repeat customers",
+        "Subscribers",
+        "Members",
     ]
     assert results["search"]["contacts"]["totalCount"] == 1
 
