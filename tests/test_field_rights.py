@@ -76,7 +76,16 @@ def unknown(type_name: str) -> str:
 
 @pytest.fixture
 async def shop(api: Api, as_role: Any) -> dict[str, str]:
-    """A contact with everything a page shows, a near twin, an order and a message."""
+    """A contact with everything a page shows, a near twin, an order and a message.
+
+    And an endpoint for the shop's events, so their deliveries are there to read too.
+    """
+    endpoint = (
+        await api.data(
+            'mutation { webhookEndpointCreate(url: "https://hooks.example.com/contacts", '
+            "events: [CONTACT_CREATED, CONTACT_UPDATED]) { webhookEndpoint { id } } }"
+        )
+    )["webhookEndpointCreate"]["webhookEndpoint"]["id"]
     created = await api.data(
         """mutation($input: ContactInput!) { contactCreate(input: $input) { contact { id } } }""",
         {
@@ -129,6 +138,7 @@ async def shop(api: Api, as_role: Any) -> dict[str, str]:
         )
     )["subscriptionContractRecord"]["subscriptionContract"]["id"]
     return {
+        "endpoint": endpoint,
         "victim": victim,
         "twin": twin,
         "order": order,
@@ -213,6 +223,19 @@ def root_calls(ids: dict[str, str]) -> dict[str, str]:
         "subscriptionContractCancel": (
             f'subscriptionContractCancel(id: "{unknown("SubscriptionContract")}")'
         ),
+        "webhookEndpoints": "webhookEndpoints",
+        "webhookDeliveries": f'webhookDeliveries(endpointId: "{ids["endpoint"]}")',
+        # Refused before anything is stored: not an https:// address.
+        "webhookEndpointCreate": (
+            'webhookEndpointCreate(url: "ftp://hooks.example.com", events: [CONTACT_CREATED])'
+        ),
+        "webhookEndpointUpdate": (
+            f'webhookEndpointUpdate(id: "{unknown("WebhookEndpoint")}", enabled: false)'
+        ),
+        "webhookEndpointRotateSecret": (
+            f'webhookEndpointRotateSecret(id: "{unknown("WebhookEndpoint")}")'
+        ),
+        "webhookEndpointDelete": f'webhookEndpointDelete(id: "{unknown("WebhookEndpoint")}")',
     }
 
 
@@ -234,7 +257,9 @@ def field_call(name: str, field: GraphQLField) -> str:
 
 def reachable(role: Role) -> dict[str, tuple[OperationType, list[str]]]:
     """Each object type the role can reach, with the shortest way there from a root it may call."""
-    calls = root_calls(dict.fromkeys(("victim", "twin", "order", "message", "contract"), "x"))
+    calls = root_calls(
+        dict.fromkeys(("victim", "twin", "order", "message", "contract", "endpoint"), "x")
+    )
     ways: dict[str, tuple[OperationType, list[str]]] = {}
     queue: deque[GraphQLObjectType] = deque()
     for name in calls:
@@ -356,7 +381,7 @@ async def test_every_root_field_is_called_or_refused_by_role(shop, as_role, data
 
 def test_the_root_calls_cover_every_query_and_mutation():
     roots = set(SCHEMA.query_type.fields) | set(SCHEMA.mutation_type.fields)  # type: ignore[union-attr]
-    ids = dict.fromkeys(("victim", "twin", "order", "message", "contract"), "x")
+    ids = dict.fromkeys(("victim", "twin", "order", "message", "contract", "endpoint"), "x")
     assert set(root_calls(ids)) == roots
 
 
