@@ -247,7 +247,7 @@ async def test_a_late_old_entry_is_merged_with_newer_archived_ones(api, database
     assert [n["text"] for n in canceled] == ["late", "older"]
 
 
-async def test_twenty_thousand_entries(api, database):
+async def test_six_thousand_entries(api, database):
     """The log of a very active contact: the document stays small, every entry reads once, in order."""
     gid, oid = await create_contact(api, "busy@example.com")
     creation = (await database.contacts.find_one({"_id": oid}))["activity"][0]
@@ -262,7 +262,7 @@ async def test_twenty_thousand_entries(api, database):
         "DETAILS_UPDATED",
     )
     entries = []
-    for i in range(20_000):
+    for i in range(6_000):
         seconds = i if rng.random() > 0.03 else i - rng.randrange(1, 5_000)  # some arrive late
         entries.append(
             activity.entry(
@@ -281,18 +281,18 @@ async def test_twenty_thousand_entries(api, database):
     doc = await database.contacts.find_one({"_id": oid})
     assert len(bson.encode(doc)) < 64_000
     assert EMBEDDED_KEEP <= len(doc["activity"]) < SPILL_AT
-    assert doc["activityCount"] == 20_001
+    assert doc["activityCount"] == 6_001
     embedded, archived = await stored_ids(database, oid)
-    assert len(embedded) + len(archived) == len(set(embedded) | set(archived)) == 20_001
+    assert len(embedded) + len(archived) == len(set(embedded) | set(archived)) == 6_001
 
     expected = newest_first([*entries, creation])
     nodes, total = await read_all(api, gid, 250)
-    assert total == 20_001
+    assert total == 6_001
     assert [n["id"] for n in nodes] == gids(expected, oid)
 
     notes, note_total = await read_all(api, gid, 250, ["NOTE"])
     expected_notes = newest_first([e for e in entries if e["kind"] == "NOTE"])
-    assert note_total == len(expected_notes) == 2_857
+    assert note_total == len(expected_notes) == 857
     assert [n["id"] for n in notes] == gids(expected_notes, oid)
 
 
