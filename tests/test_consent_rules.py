@@ -57,7 +57,7 @@ async def update(api: Any, gid: str, state: str, **more: Any) -> dict:
 
 def problems(
     refusal: pytest.ExceptionInfo[Refused],
-) -> list[tuple[tuple[str, ...] | None, str, str]]:
+) -> list[tuple[tuple[str | int, ...] | None, str, str]]:
     return [(p.field, p.message, p.code) for p in refusal.value.problems]
 
 
@@ -315,7 +315,7 @@ mutation($input: OrderInput!) {
 
 
 async def checkout(api: Any, external_id: str, placed: dt.datetime, accepts: bool | None) -> dict:
-    order = {
+    order: dict[str, Any] = {
         "externalId": external_id,
         "email": "ann@example.com",
         "currencyCode": "EUR",
