@@ -10,6 +10,7 @@ import strawberry
 from bson import Decimal128
 
 from graph.types.scalars import Decimal
+from loaders.keyset import Page
 from resolvers.errors import Problem
 
 NO_CURRENCY = "XXX"  # ISO 4217's code for "no currency": a shop before its first order
@@ -134,3 +135,13 @@ class PageInfo:
     has_previous_page: bool
     start_cursor: str | None
     end_cursor: str | None
+
+    @classmethod
+    def of(cls, page: Page) -> PageInfo:
+        rows = page.rows
+        return cls(
+            has_next_page=page.has_next,
+            has_previous_page=page.has_previous,
+            start_cursor=page.cursor(rows[0]) if rows else None,
+            end_cursor=page.cursor(rows[-1]) if rows else None,
+        )

@@ -244,12 +244,7 @@ class ContactConnection:
         rows = page.rows
         return cls(
             nodes=[Contact.from_doc(row, currency) for row in rows],
-            page_info=PageInfo(
-                has_next_page=page.has_next,
-                has_previous_page=page.has_previous,
-                start_cursor=page.cursor(rows[0]) if rows else None,
-                end_cursor=page.cursor(rows[-1]) if rows else None,
-            ),
+            page_info=PageInfo.of(page),
             page=page,
             database=database,
             match=match,

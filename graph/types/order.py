@@ -193,13 +193,7 @@ class OrderConnection:
 
     @strawberry.field
     def page_info(self) -> PageInfo:
-        rows = self.page.rows
-        return PageInfo(
-            has_next_page=self.page.has_next,
-            has_previous_page=self.page.has_previous,
-            start_cursor=self.page.cursor(rows[0]) if rows else None,
-            end_cursor=self.page.cursor(rows[-1]) if rows else None,
-        )
+        return PageInfo.of(self.page)
 
     @strawberry.field(
         description="How many orders the history holds (with the same filters), over all pages."
