@@ -371,6 +371,12 @@ def test_a_discount_may_take_the_whole_order_but_not_more():
     ]
 
 
+def test_a_drafts_tax_is_part_of_its_total():
+    checked = check_draft(draft(line_items=[line("Mug", 1, "10")], tax=Decimal("1.90")))
+
+    assert (checked.amounts.tax, checked.amounts.total) == (Decimal("1.90"), Decimal("11.90"))
+
+
 def test_a_draft_is_checked_like_an_order_without_a_shop_report():
     checked = check_draft(
         draft(
