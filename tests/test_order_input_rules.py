@@ -432,3 +432,20 @@ def test_a_bad_shipping_address_alone_refuses_a_draft():
             "INVALID",
         )
     ]
+
+
+def test_an_orders_bad_addresses_are_refused_by_their_own_names():
+    data = order(shipping_address={"countryCode": "1x"}, billing_address={"countryCode": "2y"})
+
+    assert refused(check_order, data, AT) == [
+        (
+            ("input", "shippingAddress", "countryCode"),
+            "Country code must be two letters (ISO 3166-1).",
+            "INVALID",
+        ),
+        (
+            ("input", "billingAddress", "countryCode"),
+            "Country code must be two letters (ISO 3166-1).",
+            "INVALID",
+        ),
+    ]
