@@ -331,6 +331,15 @@ def test_each_line_needs_a_title_a_quantity_and_a_price():
     ]
 
 
+def test_every_bad_line_is_named_not_only_the_first():
+    lines = [line(price=None), line(), line(quantity=0)]
+
+    assert [p[0] for p in refused(check_order, order(line_items=lines), AT)] == [
+        ("input", "lineItems", 0, "unitPrice"),
+        ("input", "lineItems", 2, "quantity"),
+    ]
+
+
 def test_a_title_has_its_limit():
     assert (
         check_order(order(line_items=[line("t" * 500)]), AT).amounts.lines[0]["title"] == "t" * 500
