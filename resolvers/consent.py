@@ -64,19 +64,15 @@ async def record_consent(
     shop_id: str,
     contact_id: ObjectId,
     event: ConsentEvent,
-    *,
-    session: Any = None,
 ) -> Doc | None:
     """Add the event to the history; make it the state unless a newer event already is.
 
     Logs CONSENT_CHANGED, and emits the CONSENT_CHANGED event when the state
-    (or its opt-in level) really changed, in the same transaction. Returns the
-    contact after the write, None when it does not exist. Given a `session`,
-    it writes in the caller's transaction and leaves the log's spill to the
-    caller (after the commit); otherwise it runs a transaction of its own.
+    (or its opt-in level) really changed, in one transaction of its own.
+    Returns the contact after the write, None when it does not exist. (A
+    caller that writes the contact in its own transaction uses
+    `consent_change`.)
     """
-    if session is not None:
-        return await _record_consent(database, shop_id, contact_id, event, session)
 
     async def work(session: Any) -> Doc | None:
         return await _record_consent(database, shop_id, contact_id, event, session)
