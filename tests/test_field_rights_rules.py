@@ -58,6 +58,30 @@ def test_without_a_key_nothing_is_looked_at():
         )
 
 
+def test_a_request_without_a_key_or_without_a_context_is_refused_alike():
+    for context in (SimpleNamespace(key=None), SimpleNamespace(), None):
+        [error] = RightsExecutor.build(SCHEMA, parse("{ __typename }"), None, context)
+        assert error.extensions == {"code": "UNAUTHENTICATED"}
+
+
+async def test_what_the_server_adds_to_an_execution_still_runs_under_the_rights():
+    # Resolver middleware (tracing, say) reaches the executor as a keyword argument.
+    seen: list[str] = []
+
+    def middleware(resolve, source, info, **arguments):
+        seen.append(info.field_name)
+        return resolve(source, info, **arguments)
+
+    context = SimpleNamespace(key=SimpleNamespace(role=Role.READER))
+    executor = RightsExecutor.build(
+        SCHEMA, parse('{ node(id: "not an id") { id } }'), None, context, middleware=[middleware]
+    )
+    assert isinstance(executor, RightsExecutor)
+
+    assert (await executor.execute_operation()).data == {"node": None}
+    assert seen == ["node"]
+
+
 def test_an_operation_not_in_the_document_is_left_to_graphql_to_name():
     [error] = build("query A { __typename } query B { __typename }", Role.ADMIN, "C")
 
