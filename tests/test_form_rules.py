@@ -11,6 +11,7 @@ submissions of a window race.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 import pytest
@@ -638,3 +639,57 @@ async def test_nine_lost_races_still_record_the_submission_and_the_tenth_gives_u
     with pytest.raises(RuntimeError, match="^could not record a form submission$"):
         await submit(database, email="other@example.com")
     assert await database.contacts.count_documents({}) == 1
+
+
+async def test_another_shop_has_its_own_allowance_for_the_same_client(database, moment):
+    await submit(database, rate=1)
+    with pytest.raises(RateLimited):
+        await submit(database, rate=1, email="again@example.com")
+    data = FormData(email="visitor@example.com", message="Hello from the other shop")
+    await submit_form(database, OTHER_SHOP, data, client="192.0.2.1", rate_per_minute=1)
+    counters = await database.rate_limits.find({}, {"_id": 0, "shopId": 1, "count": 1}).to_list()
+    assert sorted((c["shopId"], c["count"]) for c in counters) == [(OTHER_SHOP, 1), (SHOP, 2)]
+    other = await database.contacts.find_one({"shopId": OTHER_SHOP})
+    assert [e["text"] for e in other["activity"]] == ["Hello from the other shop"]
+
+
+async def test_a_counter_expires_a_minute_after_its_window_whatever_the_servers_zone(
+    database, monkeypatch
+):
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        await count_hit(database, SHOP, "form:x", 1, minute(30))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    stored = await database.rate_limits.find_one({})
+    assert stored["expiresAt"] == minute(120)
+
+
+class Aborted(Exception):
+    pass
+
+
+async def never_committed(database: Any, work: Any) -> Any:
+    """activity.in_transaction, but the transaction fails after its work, before the commit."""
+    async with database.client.start_session() as session:
+        async with await session.start_transaction():
+            await work(session)
+            raise Aborted
+
+
+async def test_a_submission_whose_transaction_fails_leaves_nothing_behind(
+    database, moment, monkeypatch
+):
+    monkeypatch.setattr(activity, "in_transaction", never_committed)
+    with pytest.raises(Aborted):
+        await submit(database, name="Vera von Visitor")
+    assert await database.contacts.count_documents({}) == 0
+    assert await contact_totals(database, SHOP) == {"total": 0, "CUSTOMER": 0, "LEAD": 0}
+    assert await created_events(database) == []
+    # The message reached no known contact either.
+    before = await known(database)
+    with pytest.raises(Aborted):
+        await submit(database)
+    assert await stored(database) == before
