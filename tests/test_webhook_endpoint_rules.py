@@ -1,0 +1,344 @@
+"""The rules of webhook endpoints, checked to the edge: URLs, event types, secrets and signatures.
+
+tests/test_webhook_endpoints.py manages endpoints through the API; these pin
+the rules themselves without a database: each URL problem's message and code,
+which addresses count as public, and how a secret signs during a rotation.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import ipaddress
+from typing import Any
+
+import pytest
+
+from resolvers.errors import Problem
+from resolvers.events import EVENT_TYPES
+from resolvers.webhook_endpoints import (
+    check_events,
+    check_url,
+    is_local_host,
+    is_public_address,
+    new_secret,
+    show_secret,
+    sign,
+    signing_keys,
+)
+
+FIELD = ("url",)
+NOT_HTTPS = "The URL must start with https:// (events carry personal data)."
+NOT_PUBLIC = "The URL must not point at a private, loopback or link-local address."
+BAD_HOST = "The URL's host is not a valid host name."
+NOT_PLAIN = "The URL must be plain ASCII without spaces (punycode for other names)."
+
+
+def problems(url: Any, *, allow_insecure: bool = False) -> list[tuple[Any, str, str]]:
+    return [
+        (p.field, p.message, p.code) for p in check_url(FIELD, url, allow_insecure=allow_insecure)
+    ]
+
+
+def invalid(message: str) -> list[tuple[Any, str, str]]:
+    return [(FIELD, message, "INVALID")]
+
+
+# --- URLs
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.example.com/contactgraph",
+        "HTTPS://hooks.example.com/X",  # the scheme in any case; an upper-case path
+        "https://hooks.example.com./x",  # a fully qualified name
+        "https://hooks.example.com:1/x",
+        "https://hooks.example.com:65535/x",
+        "https://hooks.example.com/x#",  # an empty fragment is no fragment
+        "https://1.example.com/x",  # digits are fine but in the last label
+        "https://8.8.8.8/x",
+        "https://[2001:4860::8888]/x",
+        "https://localhost/x",  # a name: its address is checked at delivery
+        "https://hooks.example.com/?q=" + "a" * (2_000 - 31),
+    ],
+)
+def test_a_usable_url_has_no_problems(url):
+    assert problems(url) == []
+
+
+def test_a_url_may_be_2000_characters_long_but_not_more():
+    url = "https://hooks.example.com/" + "a" * (2_000 - 26)
+    assert len(url) == 2_000 and problems(url) == []
+    assert problems(url + "a") == [(FIELD, "A URL is at most 2000 characters.", "TOO_LONG")]
+
+
+@pytest.mark.parametrize("url", [None, "", 42, ["https://hooks.example.com"]])
+def test_a_missing_url_is_required(url):
+    assert problems(url) == [(FIELD, "Give the endpoint's URL.", "REQUIRED")]
+
+
+def test_the_field_is_the_one_given():
+    assert check_url(("input", "url"), "ftp://x.example.com", allow_insecure=False) == [
+        Problem(("input", "url"), "The URL must start with https://.", "INVALID")
+    ]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hööks.example.com/x",
+        "https://hooks.example.com/\tx",
+        "https://hooks.example.com/\x7f",
+        *(f"https://hooks.example.com/a{c}b" for c in ' <>"\\{}|^`'),
+    ],
+)
+def test_a_url_is_plain_ascii_without_spaces(url):
+    assert problems(url) == invalid(NOT_PLAIN)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://[::1/x",
+        "https://hooks.example.com:99999/x",
+        "https://hooks.example.com:port/x",
+    ],
+)
+def test_what_cannot_be_read_as_a_url_is_not_a_url(url):
+    assert problems(url) == invalid("This is not a URL.")
+
+
+@pytest.mark.parametrize("url", ["ftp://hooks.example.com/x", "hooks.example.com/x", "//h.com"])
+def test_only_web_urls_are_accepted(url):
+    assert problems(url) == invalid("The URL must start with https://.")
+
+
+@pytest.mark.parametrize("url", ["https:///x", "https://:443/x", "https://"])
+def test_a_url_names_a_host(url):
+    assert problems(url) == invalid("The URL must name a host.")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user@hooks.example.com/x",
+        "https://:secret@hooks.example.com/x",
+        "https://user:secret@hooks.example.com/x",
+    ],
+)
+def test_a_url_carries_no_credentials(url):
+    assert problems(url) == invalid(
+        "The URL must not carry a user name or password; the signature proves the sender."
+    )
+
+
+def test_a_url_has_no_fragment():
+    assert problems("https://hooks.example.com/x#part") == invalid(
+        "The URL must not have a #fragment."
+    )
+
+
+def test_port_zero_is_refused():
+    assert problems("https://hooks.example.com:0/x") == invalid("The URL's port must be 1-65535.")
+
+
+@pytest.mark.parametrize(
+    "url", ["http://hooks.example.com/x", "http://localhost:8080/x", "http://127.0.0.1/x"]
+)
+def test_plain_http_is_refused_by_default(url):
+    assert problems(url) == invalid(NOT_HTTPS)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://localhost:8080/x",
+        "http://LOCALHOST/x",
+        "http://127.0.0.1:8080/x",
+        "http://[::1]:8080/x",
+        "https://127.0.0.1/x",
+        "https://[::1]/x",
+    ],
+)
+def test_a_server_allowing_insecure_webhooks_accepts_localhost(url):
+    assert problems(url, allow_insecure=True) == []
+
+
+@pytest.mark.parametrize("url", ["http://hooks.example.com/x", "http://10.0.0.1/x"])
+def test_insecure_webhooks_are_plain_http_to_localhost_only(url):
+    assert problems(url, allow_insecure=True) == invalid(NOT_HTTPS)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://10.0.0.1/x",
+        "https://192.168.1.20/x",
+        "https://169.254.169.254/x",
+        "https://127.0.0.1/x",
+        "https://[::1]/x",
+        "https://[::ffff:10.0.0.1]/x",
+        "https://224.0.0.1/x",
+        "https://0.0.0.0/x",
+    ],
+)
+def test_a_literal_non_public_address_is_refused(url):
+    assert problems(url) == invalid(NOT_PUBLIC)
+
+
+def test_an_allowed_localhost_does_not_open_other_private_addresses():
+    assert problems("https://10.0.0.1/x", allow_insecure=True) == invalid(NOT_PUBLIC)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://-bad-.example.com/x",
+        "https://hooks..example.com/x",
+        "https://hooks_1.example.com/x",
+        "https://10.1/x",  # a partial address, not a name
+        "https://example.123/x",
+        "https://10.0.0.1.2/x",
+        "https://" + "a" * 64 + ".example.com/x",
+    ],
+)
+def test_a_host_is_a_valid_name(url):
+    assert problems(url) == invalid(BAD_HOST)
+
+
+def test_a_host_name_has_up_to_253_characters_and_labels_up_to_63():
+    labels = ["a" * 63, "b" * 63, "c" * 63]
+    longest = ".".join([*labels, "d" * 61])
+    assert len(longest) == 253
+    assert problems(f"https://{longest}/x") == []
+    assert problems(f"https://{longest}d/x") == invalid(BAD_HOST)
+
+
+def test_a_digit_only_label_is_fine_before_the_last():
+    assert problems("https://123.com/x") == []
+
+
+# --- addresses
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "192.0.0.9", "2001:4860::8888", "::ffff:8.8.8.8"])
+def test_public_addresses(address):
+    assert is_public_address(ipaddress.ip_address(address)) is True
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "10.0.0.1",
+        "172.16.0.1",
+        "100.64.0.1",
+        "127.0.0.1",
+        "169.254.169.254",
+        "0.0.0.0",
+        "240.0.0.1",
+        "224.0.0.1",  # multicast
+        "::1",
+        "::",
+        "fe80::1",
+        "fd00::1",
+        "ff0e::1",  # multicast
+        "64:ff9b::808:808",  # reserved
+        "::ffff:10.0.0.1",
+        "::ffff:224.0.0.1",  # a mapped multicast address
+    ],
+)
+def test_non_public_addresses(address):
+    assert is_public_address(ipaddress.ip_address(address)) is False
+
+
+@pytest.mark.parametrize("host", ["localhost", "LocalHost", "127.0.0.1", "::1", "[::1]"])
+def test_local_hosts(host):
+    assert is_local_host(host) is True
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost.example.com", "127.0.0.2", "0.0.0.0", "::2", "example.com"]
+)
+def test_other_hosts_are_not_local(host):
+    assert is_local_host(host) is False
+
+
+# --- event types
+
+
+@pytest.mark.parametrize("events", [None, [], ()])
+def test_at_least_one_event_type(events):
+    assert check_events(("events",), events) == (
+        [],
+        [Problem(("events",), "Subscribe to at least one event type.", "REQUIRED")],
+    )
+
+
+def test_event_types_are_kept_in_their_own_order_each_once():
+    chosen, problems_found = check_events(
+        ("events",), ["LABELS_CHANGED", "CONTACT_CREATED", "LABELS_CHANGED"]
+    )
+    assert (chosen, problems_found) == (["CONTACT_CREATED", "LABELS_CHANGED"], [])
+
+
+def test_every_event_type_may_be_chosen():
+    assert check_events(("events",), list(reversed(EVENT_TYPES))) == (list(EVENT_TYPES), [])
+
+
+def test_each_unknown_event_type_is_named_at_its_place():
+    chosen, found = check_events(
+        ("input", "events"), ["CONTACT_UPDATED", "CONTACT_TELEPORTED", "contact_created"]
+    )
+    assert chosen == ["CONTACT_UPDATED"]
+    assert found == [
+        Problem(("input", "events", 1), "Unknown event type 'CONTACT_TELEPORTED'.", "INVALID"),
+        Problem(("input", "events", 2), "Unknown event type 'contact_created'.", "INVALID"),
+    ]
+
+
+# --- secrets and signatures
+
+
+def test_a_new_secret_is_32_random_bytes():
+    first, second = new_secret(), new_secret()
+    assert (type(first), len(first), len(second)) == (bytes, 32, 32)
+    assert first != second
+
+
+def test_a_secret_is_shown_as_whsec_and_base64():
+    assert (
+        show_secret(b"\x00\x01\xfe\xff" * 8) == "whsec_AAH+/wAB/v8AAf7/AAH+/wAB/v8AAf7/AAH+/wAB/v8="
+    )
+
+
+def test_a_signature_matches_the_standard_webhooks_example():
+    key = base64.b64decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    signature = sign(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, '{"test": 2432232314}')
+    assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+AT = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def test_the_current_secret_and_those_in_their_rotation_window_sign():
+    endpoint = {
+        "secrets": [
+            {"key": b"new", "createdAt": AT, "expiresAt": None},
+            {"key": b"recent", "expiresAt": AT + dt.timedelta(milliseconds=1)},
+            {"key": b"just-expired", "expiresAt": AT},
+            {"key": b"old", "expiresAt": AT - dt.timedelta(days=1)},
+            {"key": b"unset"},
+        ]
+    }
+    assert signing_keys(endpoint, AT) == [b"new", b"recent", b"unset"]
+
+
+def test_a_key_stored_as_binary_signs_as_bytes():
+    [key] = signing_keys({"secrets": [{"key": bytearray(b"k"), "expiresAt": None}]}, AT)
+    assert type(key) is bytes and key == b"k"
+
+
+@pytest.mark.parametrize("endpoint", [{}, {"secrets": None}, {"secrets": []}])
+def test_an_endpoint_without_secrets_signs_with_none(endpoint):
+    assert signing_keys(endpoint, AT) == []
