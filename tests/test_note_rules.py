@@ -384,3 +384,24 @@ async def test_an_archived_entry_that_is_no_note_or_not_this_contacts_is_not_del
         await delete_note(database, OTHER_SHOP, oid, old["_id"])
     assert problems(refusal) == CONTACT_NOT_FOUND
     assert (await bucket(database, oid), await contact_doc(database, oid)) == before
+
+
+class Aborted(Exception):
+    pass
+
+
+async def never_committed(database: Any, work: Any) -> Any:
+    """activity.in_transaction, but the transaction fails after its work, before the commit."""
+    async with database.client.start_session() as session:
+        async with await session.start_transaction():
+            await work(session)
+            raise Aborted
+
+
+async def test_an_archived_note_whose_delete_fails_is_kept_with_its_counts(database, monkeypatch):
+    oid, (old, _), _ = await archived_contact(database)
+    before = (await bucket(database, oid), await contact_doc(database, oid))
+    monkeypatch.setattr(activity, "in_transaction", never_committed)
+    with pytest.raises(Aborted):
+        await delete_note(database, SHOP, oid, old["_id"])
+    assert (await bucket(database, oid), await contact_doc(database, oid)) == before
