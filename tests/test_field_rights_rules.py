@@ -12,10 +12,11 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from graphql import OperationDefinitionNode, get_operation_ast, parse
+from graphql import OperationDefinitionNode, OperationType, get_operation_ast, parse
 
 from graph import field_rights
 from graph.field_rights import FieldGuardExecutor, RightsExecutor, check_document, rights_for
+from graph.permissions import ReadRule, allowed_roles, may_read, may_read_notes
 from graph.schema import build_schema
 from resolvers.shops import Role
 
@@ -175,3 +176,60 @@ def test_a_guarded_executor_knows_its_role_and_what_it_refuses():
     assert isinstance(guarded, FieldGuardExecutor)
     assert guarded.role is Role.READER
     assert guarded.refused == {("Contact", "notes")}
+
+
+# --- the rules themselves (graph/permissions.py) -------------------------------------
+
+
+def test_each_operation_type_has_its_default_roles():
+    assert allowed_roles(OperationType.QUERY, "contacts") == {Role.ADMIN, Role.STAFF, Role.READER}
+    assert allowed_roles(OperationType.SUBSCRIPTION, "contactChanged") == {
+        Role.ADMIN,
+        Role.STAFF,
+        Role.READER,
+    }
+    assert allowed_roles(OperationType.MUTATION, "contactCreate") == {Role.ADMIN, Role.STAFF}
+
+
+def test_a_root_field_named_in_the_rules_has_its_own_roles_whatever_the_operation():
+    assert allowed_roles(OperationType.MUTATION, "orderRecord") == {
+        Role.ADMIN,
+        Role.STAFF,
+        Role.INGEST,
+    }
+    assert allowed_roles(OperationType.QUERY, "contactDataExport") == {Role.ADMIN}
+
+
+def test_introspection_at_the_root_is_open_to_every_role():
+    for operation in OperationType:
+        assert allowed_roles(operation, "__schema") == frozenset(Role)
+        assert allowed_roles(operation, "__typename") == frozenset(Role)
+
+
+def test_a_role_with_denied_fields_reads_everything_else():
+    assert may_read(Role.READER, "Contact", "email")
+    assert not may_read(Role.READER, "Contact", "notes")
+    assert may_read(Role.READER, "Note", "text")  # a type is not closed by one of its fields
+    assert may_read(Role.STAFF, "Contact", "notes")
+    assert may_read_notes(Role.STAFF) and may_read_notes(Role.ADMIN)
+    assert not may_read_notes(Role.READER)
+
+
+def test_an_outside_key_reads_only_the_types_and_fields_it_is_given():
+    for role in (Role.INGEST, Role.PUBLIC):
+        assert may_read(role, "Contact", "id")
+        assert not may_read(role, "Contact", "email")
+        assert may_read(role, "Order", "total")
+        assert not may_read(role, "Order", "email")
+        # A type given whole: every field, one not named: none.
+        assert may_read(role, "LineItem", "title")
+        assert not may_read(role, "Note", "id")
+        assert not may_read_notes(role)
+
+
+def test_typename_is_readable_on_every_type_even_a_closed_one():
+    for role in Role:
+        assert may_read(role, "Note", "__typename")
+        assert ReadRule(only={}).may_read("Anything", "__typename")
+    assert not ReadRule(only={}).may_read("Anything", "id")
+    assert ReadRule().may_read("Anything", "id")
