@@ -183,7 +183,7 @@ def test_a_guarded_executor_knows_its_role_and_what_it_refuses():
 
 def test_each_operation_type_has_its_default_roles():
     assert allowed_roles(OperationType.QUERY, "contacts") == {Role.ADMIN, Role.STAFF, Role.READER}
-    assert allowed_roles(OperationType.SUBSCRIPTION, "contactChanged") == {
+    assert allowed_roles(OperationType.SUBSCRIPTION, "contactActivity") == {
         Role.ADMIN,
         Role.STAFF,
         Role.READER,
