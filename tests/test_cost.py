@@ -88,6 +88,10 @@ def test_mutations_cost_ten_plus_what_they_return():
     assert cost_of(bare) == 10 + 1
     rename = 'mutation { labelRename(name: "a", newName: "b") { label { name } } }'
     assert cost_of(rename) == 10 + 100 + 1  # every contact with the label is rewritten
+    delete = 'mutation { labelDelete(name: "a") { deletedName } }'
+    assert cost_of(delete) == 10 + 100  # as is every contact with a deleted label
+    bulk = 'mutation { contactsLabel(selection: {}, add: ["VIP"]) { modified } }'
+    assert cost_of(bulk) == 10 + 100  # and every contact the selection names
 
 
 def test_the_expensive_fields_declare_what_they_do():
