@@ -693,3 +693,17 @@ async def test_a_submission_whose_transaction_fails_leaves_nothing_behind(
     with pytest.raises(Aborted):
         await submit(database)
     assert await stored(database) == before
+
+
+async def test_a_submission_reads_back_neither_the_log_nor_more_than_the_count(
+    database, moment, commands
+):
+    """A public form may be sent often: the contact's log (up to SPILL_AT entries) stays put."""
+    old = [activity.entry("NOTE", text="x" * 1000, at=moment) for _ in range(50)]
+    await known(database, activity=old, activityCount=len(old), activityEmbedded=len(old))
+    commands.reset()
+    await submit(database)
+    (update,) = commands.documents("findAndModify", "contacts")
+    assert update["fields"] == {"activity": 0, "searchTerms": 0}
+    (count,) = commands.documents("findAndModify", "rate_limits")
+    assert count["fields"] == {"count": 1}
