@@ -584,9 +584,7 @@ async def test_a_submission_that_fills_the_log_moves_its_oldest_entries_to_the_a
     database, moment
 ):
     old = [
-        activity.entry(
-            "NOTE_ADDED", text=f"note {i}", at=moment - dt.timedelta(seconds=SPILL_AT - i)
-        )
+        activity.entry("NOTE", text=f"note {i}", at=moment - dt.timedelta(seconds=SPILL_AT - i))
         for i in range(SPILL_AT - 1)
     ]
     await known(database, activity=old, activityCount=len(old), activityEmbedded=len(old))
