@@ -10,7 +10,18 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from graphql import get_operation_ast, parse
+from graphql import (
+    GraphQLArgument,
+    GraphQLField,
+    GraphQLID,
+    GraphQLInt,
+    GraphQLList,
+    GraphQLObjectType,
+    GraphQLSchema,
+    get_operation_ast,
+    parse,
+)
+from graphql import build_schema as build_graphql_schema
 
 from graph.limits import QueryShape, analyse, check_limits, throttled
 from graph.schema import build_schema
@@ -104,6 +115,61 @@ def test_a_schema_default_page_size_is_clamped_like_an_asked_one():
     # Contact.orders' schema default is 20; an explicit null falls back to it too.
     assert shape('{ contact(id: "x") { orders { nodes { id } } } }').cost == 1 + 20 + 2
     assert shape('{ contact(id: "x") { orders(first: null) { nodes { id } } } }').cost == 23
+
+
+def test_fields_and_fragments_of_one_selection_all_add_up():
+    query = (
+        '{ contact(id: "x") { consent { state } ... on Contact { totalSpent { amount } } ...Row } }'
+        " fragment Row on Contact { averageOrderValue { amount } }"
+    )
+    assert shape(query).cost == 1 + 1 + 1 + 1
+    # An item's cost adds up the same way across its fragments.
+    items = (
+        "{ contacts(first: 3) { nodes { id }"
+        " ... on ContactConnection { edges { node { consent { state } } } } } }"
+    )
+    assert shape(items).cost == 3 * (1 + 2) + 2
+
+
+# Sizes on a schema whose arguments have no defaults, or only one of first/last.
+BARE = build_graphql_schema(
+    """
+    type Query {
+      open(first: Int): ItemConnection
+      seven(first: Int = 7): ItemConnection
+      backwards(last: Int = 3): ItemConnection
+    }
+    type ItemConnection { nodes: [Item!]! }
+    type Item { id: ID! }
+    """
+)
+
+
+def bare_cost(query: str) -> int:
+    document = parse(query)
+    operation = get_operation_ast(document)
+    assert operation is not None
+    return analyse(BARE, document, operation).cost
+
+
+def test_without_any_default_a_page_is_priced_as_the_largest():
+    assert bare_cost("{ open { nodes { id } } }") == 250 + 2
+    assert bare_cost("{ open(first: 4) { nodes { id } } }") == 4 + 2
+    # The same field built in code rather than from SDL.
+    item = GraphQLObjectType("Item", {"id": GraphQLField(GraphQLID)})
+    connection = GraphQLObjectType("ItemConnection", {"nodes": GraphQLField(GraphQLList(item))})
+    query = GraphQLObjectType(
+        "Query", {"open": GraphQLField(connection, args={"first": GraphQLArgument(GraphQLInt)})}
+    )
+    document = parse("{ open { nodes { id } } }")
+    operation = get_operation_ast(document)
+    assert operation is not None
+    assert analyse(GraphQLSchema(query), document, operation).cost == 250 + 2
+
+
+def test_a_default_of_first_or_of_last_alone_sizes_the_page():
+    assert bare_cost("{ seven { nodes { id } } }") == 7 + 2
+    assert bare_cost("{ backwards { nodes { id } } }") == 3 + 2
 
 
 def test_a_variables_default_value_is_used_only_when_the_request_leaves_it_out():
