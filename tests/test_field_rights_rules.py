@@ -124,6 +124,10 @@ def test_an_unknown_field_or_fragment_is_left_to_validation():
     rights = check_document(SCHEMA, document, operation_of(document), Role.READER)
 
     assert (rights.denied_roots, rights.refused) == ((), frozenset())
+    # What follows an unknown field is still checked.
+    document = parse("{ nothing contacts { nodes { nope notes { id } } } }")
+    rights = check_document(SCHEMA, document, operation_of(document), Role.READER)
+    assert rights.refused == {("Contact", "notes")}
 
 
 def test_a_mutation_root_is_checked_against_the_mutations_rights():
