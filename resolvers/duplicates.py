@@ -9,7 +9,8 @@ contacts, not with the number of pairs:
   out (letter case everywhere; dots and `+tag` at Gmail; `+tag` at other
   large providers), stored with every write of the email (indexed);
 - name and address: the name sort key with the first line, postal code and
-  country of the shipping (else billing) address, compared without letter
+  country of the shipping address (the billing address when the shipping
+  address has no first line), compared without letter
   case and outer spaces; computed in the pipeline from the stored fields,
   so it follows every change however it was made.
 """
@@ -108,7 +109,15 @@ def mailbox_pipeline(shop_id: str, limit: int) -> list[Doc]:
 
 
 def name_address_pipeline(shop_id: str, limit: int) -> list[Doc]:
-    address = {"$ifNull": ["$shippingAddress", "$billingAddress"]}
+    # The address that has a street line: a shipping address of only a town
+    # would otherwise make every namesake with one look the same.
+    address = {
+        "$cond": [
+            {"$eq": [{"$type": "$shippingAddress.line1"}, "string"]},
+            "$shippingAddress",
+            "$billingAddress",
+        ]
+    }
     key = {
         "name": "$nameKey",
         "line1": _text("$a.line1"),
