@@ -235,6 +235,28 @@ async def test_the_limit_uses_the_requests_variables(default_api):
     assert body["errors"][0]["extensions"]["code"] == "MAX_COST_EXCEEDED"
 
 
+async def test_the_operation_named_in_a_document_of_several_is_the_one_priced(default_api):
+    document = (
+        "query Small { contacts(first: 1) { nodes { id } } } "
+        "query Large { contacts(first: 50) { nodes { id orders { nodes { id } } } } }"
+    )
+
+    async def run(name: str) -> dict:
+        response = await default_api.client.post(
+            "/graphql",
+            json={"query": document, "operationName": name},
+            headers=default_api.headers(),
+        )
+        return response.json()
+
+    small = await run("Small")
+    assert small["data"] == {"contacts": {"nodes": []}}
+    assert small["extensions"]["cost"]["requestedQueryCost"] == 1 + 2
+    large = await run("Large")
+    assert large["errors"][0]["extensions"]["code"] == "MAX_COST_EXCEEDED"
+    assert large["extensions"]["cost"]["requestedQueryCost"] == 1152
+
+
 async def test_a_mutation_over_the_limit_writes_nothing(default_api, database):
     await default_api.data(
         'mutation { contactCreate(input: {email: "a@example.com"}) { contact { id } } }'

@@ -167,6 +167,17 @@ def test_without_any_default_a_page_is_priced_as_the_largest():
     assert analyse(GraphQLSchema(query), document, operation).cost == 250 + 2
 
 
+def test_a_default_page_of_nothing_costs_only_the_read():
+    item = GraphQLObjectType("Item", {"id": GraphQLField(GraphQLID)})
+    connection = GraphQLObjectType("ItemConnection", {"nodes": GraphQLField(GraphQLList(item))})
+    size = GraphQLArgument(GraphQLInt, default_value=0)
+    query = GraphQLObjectType("Query", {"none": GraphQLField(connection, args={"first": size})})
+    document = parse("{ none { nodes { id } } }")
+    operation = get_operation_ast(document)
+    assert operation is not None
+    assert analyse(GraphQLSchema(query), document, operation).cost == 2
+
+
 def test_a_default_of_first_or_of_last_alone_sizes_the_page():
     assert bare_cost("{ seven { nodes { id } } }") == 7 + 2
     assert bare_cost("{ backwards { nodes { id } } }") == 3 + 2

@@ -206,6 +206,27 @@ async def test_unexpected_errors_are_masked_and_logged(api, monkeypatch, caplog)
     assert "hunter2" in str(record.exc_info[1])
 
 
+async def test_a_budget_that_cannot_be_spent_runs_nothing_and_is_logged(
+    api, database, monkeypatch, caplog
+):
+    async def broken(*args):
+        raise RuntimeError("lost mongodb://admin:hunter2@db.internal:27017/contactgraph")
+
+    monkeypatch.setattr("graph.limits.spend", broken)
+    create = 'mutation { contactCreate(input: {email: "a@example.com"}) { contact { id } } }'
+    with caplog.at_level(logging.ERROR, logger="contactgraph"):
+        body = await api.gql(create)
+    assert body["data"] is None
+    assert body["errors"] == [
+        {"message": MASKED_MESSAGE, "extensions": {"code": "INTERNAL_SERVER_ERROR"}}
+    ]
+    assert "hunter2" not in json.dumps(body)
+    assert await database.contacts.count_documents({}) == 0
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert record.getMessage() == "the cost budget of the key could not be spent"
+    assert "hunter2" in str(record.exc_info[1])
+
+
 async def test_failures_outside_graphql_are_masked_too(served, keys, monkeypatch):
     import resolvers.shops
 

@@ -422,3 +422,37 @@ async def test_the_stream_brings_only_log_writes_and_only_their_log_fields(
         if "$changeStream" in c["pipeline"][0]
     ]
     assert opened[1:] == STREAM_PIPELINE
+
+
+async def test_a_subscription_over_the_limits_is_refused_and_streams_nothing(server, api, keys):
+    gid = await contact(api)
+    # contactActivity > order > (contact > orders > nodes) x 3 > id: 12 levels.
+    hop = "contact { orders { nodes { "
+    deep = (
+        "subscription($id: ID!) { contactActivity(contactId: $id) { order { "
+        + hop * 3
+        + "id"
+        + " } } }" * 3
+        + " } } }"
+    )
+    connection, socket = await authorized(server, keys["STAFF"])
+    async with connection:
+        await socket.send(
+            {"id": "1", "type": "subscribe", "payload": {"query": deep, "variables": {"id": gid}}}
+        )
+        refusal = await socket.receive()
+        assert refusal["type"] == "next" and refusal["payload"]["data"] is None
+        assert refusal["payload"]["errors"] == [
+            {
+                "message": "The query is 12 levels deep; at most 10 are allowed.",
+                "extensions": {"code": "QUERY_TOO_DEEP"},
+            }
+        ]
+        # Nothing was taken from the key's budget.
+        cost = refusal["payload"]["extensions"]["cost"]
+        assert cost["actualQueryCost"] == 0
+        assert cost["throttleStatus"]["currentlyAvailable"] == 2000
+        assert await socket.receive() == {"id": "1", "type": "complete"}
+        await api.data(NOTE, {"id": gid, "text": "Called about the invoice"})
+        with pytest.raises(TimeoutError):
+            await socket.receive(within=1.0)
