@@ -257,6 +257,17 @@ async def test_the_operation_named_in_a_document_of_several_is_the_one_priced(de
     assert large["extensions"]["cost"]["requestedQueryCost"] == 1152
 
 
+async def test_a_request_without_variables_prices_their_defaults(default_api):
+    response = await default_api.client.post(
+        "/graphql",
+        json={"query": "query($n: Int = 3) { contacts(first: $n) { nodes { id } } }"},
+        headers=default_api.headers(),
+    )
+    body = response.json()
+    assert body["data"] == {"contacts": {"nodes": []}}
+    assert body["extensions"]["cost"]["requestedQueryCost"] == 3 + 2
+
+
 async def test_a_mutation_over_the_limit_writes_nothing(default_api, database):
     await default_api.data(
         'mutation { contactCreate(input: {email: "a@example.com"}) { contact { id } } }'
