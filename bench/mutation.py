@@ -65,7 +65,15 @@ FOCUSED_TESTS: dict[str, list[str]] = {
     ],
     "graph/field_rights.py": ["tests/test_field_rights_rules.py", "tests/test_field_rights.py"],
     # graph/cost.py is a table, which mutmut leaves alone: bench/cost_table_mutation.py changes it.
-    "graph/limits.py": ["tests/test_limit_rules.py", "tests/test_cost.py", "tests/test_limits.py"],
+    # The walk and the refusals, then the extension that applies them to requests.
+    "graph/limits.py": [
+        "tests/test_limit_rules.py",
+        "tests/test_cost.py",
+        "tests/test_limits.py",
+        "tests/test_http_protocol.py",
+        "tests/test_throttle.py",
+        "tests/test_subscriptions.py",
+    ],
     # Only the functions are mutated; the tables are checked against the schema in test_field_rights.
     "graph/permissions.py": ["tests/test_field_rights_rules.py"],
     "resolvers/order_input.py": ["tests/test_order_input_rules.py"],
