@@ -1,8 +1,10 @@
 """The rules of webhook endpoints, checked to the edge: URLs, event types, secrets and signatures.
 
 tests/test_webhook_endpoints.py manages endpoints through the API; these pin
-the rules themselves without a database: each URL problem's message and code,
-which addresses count as public, and how a secret signs during a rotation.
+the rules themselves, most without a database: each URL problem's message and
+code, which addresses count as public, how a secret signs during a rotation;
+the last ones call the stored-endpoint functions directly, at a fixed time,
+for what the API cannot show (rotation windows, list order, retries).
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import ipaddress
 from typing import Any
 
 import pytest
+from bson import ObjectId
 
-from resolvers.errors import Problem
+from resolvers import webhook_endpoints
+from resolvers.errors import Problem, Refused
 from resolvers.events import EVENT_TYPES
 from resolvers.webhook_endpoints import (
     check_events,
@@ -342,3 +346,168 @@ def test_a_key_stored_as_binary_signs_as_bytes():
 @pytest.mark.parametrize("endpoint", [{}, {"secrets": None}, {"secrets": []}])
 def test_an_endpoint_without_secrets_signs_with_none(endpoint):
     assert signing_keys(endpoint, AT) == []
+
+
+# --- stored endpoints (these need the database)
+
+URL = "https://hooks.example.com/contactgraph"
+SHOP = "rules-shop"
+GONE = Problem(("id",), "Webhook endpoint not found.", "NOT_FOUND")
+
+
+def at_time(monkeypatch: pytest.MonkeyPatch, moment: dt.datetime) -> None:
+    monkeypatch.setattr(webhook_endpoints, "now", lambda: moment)
+
+
+async def not_found_by(call: Any) -> list[Problem]:
+    with pytest.raises(Refused) as refusal:
+        await call
+    return refusal.value.problems
+
+
+async def retried_once(database: Any, work: Any) -> Any:
+    """As a transaction that failed once and ran again: the first attempt's writes are undone."""
+    async with database.client.start_session() as session:
+        await session.start_transaction()
+        await work(session)
+        await session.abort_transaction()
+        return await session.with_transaction(work)
+
+
+async def test_rotations_keep_the_earliest_end_of_each_old_secret(database, monkeypatch):
+    at_time(monkeypatch, AT)
+    doc, first = await webhook_endpoints.create_endpoint(
+        database, SHOP, URL, ["CONTACT_UPDATED"], allow_insecure=False
+    )
+
+    rotated, second = await webhook_endpoints.rotate_secret(
+        database, SHOP, doc["_id"], overlap_seconds=3_600
+    )
+    assert rotated == await database.webhook_endpoints.find_one({"_id": doc["_id"]})
+    assert [
+        (show_secret(s["key"]), s["createdAt"], s["expiresAt"]) for s in rotated["secrets"]
+    ] == [
+        (second, AT, None),
+        (first, AT, AT + dt.timedelta(hours=1)),
+    ]
+    assert rotated["updatedAt"] == AT
+
+    later = AT + dt.timedelta(seconds=10)
+    in_a_minute = later + dt.timedelta(minutes=1)
+    at_time(monkeypatch, later)
+    shorter, third = await webhook_endpoints.rotate_secret(
+        database, SHOP, doc["_id"], overlap_seconds=60
+    )
+    assert [(show_secret(s["key"]), s["expiresAt"]) for s in shorter["secrets"]] == [
+        (third, None),
+        (second, in_a_minute),  # an hour was left: the new window is shorter
+        (first, in_a_minute),
+    ]
+    assert shorter["updatedAt"] == later
+
+    longer, fourth = await webhook_endpoints.rotate_secret(
+        database, SHOP, doc["_id"], overlap_seconds=86_400
+    )
+    assert [(show_secret(s["key"]), s["expiresAt"]) for s in longer["secrets"]] == [
+        (fourth, None),
+        (third, later + dt.timedelta(days=1)),
+        (second, in_a_minute),  # a longer window does not reopen them
+        (first, in_a_minute),
+    ]
+
+
+async def test_a_rotation_drops_secrets_whose_window_has_closed(database, monkeypatch):
+    at_time(monkeypatch, AT)
+    doc, current = await webhook_endpoints.create_endpoint(
+        database, SHOP, URL, ["CONTACT_UPDATED"], allow_insecure=False
+    )
+    old = [
+        {"key": b"closing-now", "createdAt": AT, "expiresAt": AT},
+        {"key": b"still-open", "createdAt": AT, "expiresAt": AT + dt.timedelta(seconds=1)},
+    ]
+    await database.webhook_endpoints.update_one({}, {"$push": {"secrets": {"$each": old}}})
+
+    rotated, _ = await webhook_endpoints.rotate_secret(
+        database, SHOP, doc["_id"], overlap_seconds=60
+    )
+
+    assert [(s["key"], s["expiresAt"]) for s in rotated["secrets"][1:]] == [
+        (base64.b64decode(current.removeprefix("whsec_")), AT + dt.timedelta(minutes=1)),
+        (b"still-open", AT + dt.timedelta(seconds=1)),
+    ]
+
+
+async def test_a_rotation_that_keeps_losing_the_race_gives_up_after_ten_tries(
+    database, monkeypatch
+):
+    doc, _ = await webhook_endpoints.create_endpoint(
+        database, SHOP, URL, ["CONTACT_UPDATED"], allow_insecure=False
+    )
+    reads = []
+
+    async def stale(*args: Any) -> dict:
+        reads.append(args)
+        return {**doc, "secrets": []}  # never what is stored: every write misses
+
+    monkeypatch.setattr(webhook_endpoints, "find_endpoint", stale)
+    with pytest.raises(RuntimeError) as failure:
+        await webhook_endpoints.rotate_secret(database, SHOP, doc["_id"], overlap_seconds=60)
+    assert str(failure.value) == "the endpoint's secrets kept changing while they were rotated"
+    assert len(reads) == 10
+    assert len((await database.webhook_endpoints.find_one({}))["secrets"]) == 1
+
+
+async def test_unknown_endpoints_are_not_found_by_name(database):
+    doc, _ = await webhook_endpoints.create_endpoint(
+        database, SHOP, URL, ["CONTACT_UPDATED"], allow_insecure=False
+    )
+    for endpoint_id in (None, ObjectId()):
+        assert await not_found_by(
+            webhook_endpoints.rotate_secret(database, SHOP, endpoint_id, overlap_seconds=60)
+        ) == [GONE]
+        assert await not_found_by(
+            webhook_endpoints.delete_endpoint(database, SHOP, endpoint_id)
+        ) == [GONE]
+        assert await not_found_by(
+            webhook_endpoints.update_endpoint(
+                database, SHOP, endpoint_id, enabled=False, allow_insecure=False
+            )
+        ) == [GONE]
+    for call in (
+        webhook_endpoints.rotate_secret(database, "other", doc["_id"], overlap_seconds=60),
+        webhook_endpoints.delete_endpoint(database, "other", doc["_id"]),
+        webhook_endpoints.update_endpoint(
+            database, "other", doc["_id"], enabled=False, allow_insecure=False
+        ),
+    ):
+        assert await not_found_by(call) == [GONE]
+    assert await database.webhook_endpoints.find_one({}) == doc
+
+
+async def test_endpoints_are_listed_oldest_first_and_ties_by_id(database):
+    early, late = AT - dt.timedelta(days=1), AT
+    ids = [ObjectId(f"{n:024x}") for n in (3, 1, 2, 4)]
+    await database.webhook_endpoints.insert_many(
+        [
+            {"_id": ids[0], "shopId": SHOP, "createdAt": late},
+            {"_id": ids[1], "shopId": SHOP, "createdAt": late},
+            {"_id": ids[2], "shopId": SHOP, "createdAt": early},
+            {"_id": ids[3], "shopId": "other", "createdAt": early},
+        ]
+    )
+
+    listed = await webhook_endpoints.list_endpoints(database, SHOP)
+
+    assert [d["_id"] for d in listed] == [ids[2], ids[1], ids[0]]
+
+
+async def test_a_retried_deletion_still_answers_with_the_endpoint(database, monkeypatch):
+    doc, _ = await webhook_endpoints.create_endpoint(
+        database, SHOP, URL, ["CONTACT_UPDATED"], allow_insecure=False
+    )
+    await database.webhook_deliveries.insert_one({"shopId": SHOP, "endpointId": doc["_id"]})
+    monkeypatch.setattr(webhook_endpoints.activity, "in_transaction", retried_once)
+
+    assert await webhook_endpoints.delete_endpoint(database, SHOP, doc["_id"]) == doc
+    assert await database.webhook_endpoints.count_documents({}) == 0
+    assert await database.webhook_deliveries.count_documents({}) == 0
