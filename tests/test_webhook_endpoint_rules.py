@@ -511,3 +511,186 @@ async def test_a_retried_deletion_still_answers_with_the_endpoint(database, monk
     assert await webhook_endpoints.delete_endpoint(database, SHOP, doc["_id"]) == doc
     assert await database.webhook_endpoints.count_documents({}) == 0
     assert await database.webhook_deliveries.count_documents({}) == 0
+
+
+async def test_a_new_endpoint_is_stored_with_its_one_secret(database, monkeypatch):
+    at_time(monkeypatch, AT)
+
+    doc, secret = await webhook_endpoints.create_endpoint(
+        database, SHOP, URL, ["LABELS_CHANGED", "CONTACT_CREATED"], allow_insecure=False
+    )
+
+    stored = await database.webhook_endpoints.find_one({})
+    assert stored == doc
+    key = doc["secrets"][0]["key"]
+    assert {k: v for k, v in doc.items() if k != "_id"} == {
+        "shopId": SHOP,
+        "url": URL,
+        "events": ["CONTACT_CREATED", "LABELS_CHANGED"],
+        "enabled": True,
+        "createdAt": AT,
+        "updatedAt": AT,
+        "secrets": [{"key": key, "createdAt": AT, "expiresAt": None}],
+        "lastDeliveryAt": None,
+        "lastError": None,
+        "failingSince": None,
+    }
+    assert secret == show_secret(key) and len(key) == 32
+
+
+async def test_a_new_endpoint_with_bad_input_names_every_problem_and_stores_nothing(database):
+    with pytest.raises(Refused) as refusal:
+        await webhook_endpoints.create_endpoint(
+            database, SHOP, "http://hooks.example.com", ["NOPE"], allow_insecure=False
+        )
+
+    assert refusal.value.problems == [
+        Problem(("url",), NOT_HTTPS, "INVALID"),
+        Problem(("events", 0), "Unknown event type 'NOPE'.", "INVALID"),
+    ]
+    assert await database.webhook_endpoints.count_documents({}) == 0
+
+
+async def test_a_server_allowing_insecure_webhooks_stores_a_localhost_endpoint(database):
+    local = "http://localhost:8080/hook"
+    doc, _ = await webhook_endpoints.create_endpoint(
+        database, SHOP, local, ["CONTACT_UPDATED"], allow_insecure=True
+    )
+    changed = await webhook_endpoints.update_endpoint(
+        database, SHOP, doc["_id"], url=local + "/2", allow_insecure=True
+    )
+    assert changed["url"] == local + "/2"
+
+
+async def test_the_twenty_first_endpoint_of_a_shop_is_refused(database):
+    for n in range(20):
+        await webhook_endpoints.create_endpoint(
+            database, SHOP, f"{URL}/{n}", ["CONTACT_UPDATED"], allow_insecure=False
+        )
+    await webhook_endpoints.create_endpoint(
+        database, "other", URL, ["CONTACT_UPDATED"], allow_insecure=False
+    )
+
+    with pytest.raises(Refused) as refusal:
+        await webhook_endpoints.create_endpoint(
+            database, SHOP, URL, ["CONTACT_UPDATED"], allow_insecure=False
+        )
+
+    assert refusal.value.problems == [
+        Problem(("url",), "A shop has at most 20 webhook endpoints.", "LIMIT_EXCEEDED")
+    ]
+    assert await database.webhook_endpoints.count_documents({"shopId": SHOP}) == 20
+
+
+async def test_a_retried_creation_stores_the_endpoint_once(database, monkeypatch):
+    await database.shops.insert_one({"_id": SHOP})
+    monkeypatch.setattr(webhook_endpoints.activity, "in_transaction", retried_once)
+
+    doc, _ = await webhook_endpoints.create_endpoint(
+        database, SHOP, URL, ["CONTACT_UPDATED"], allow_insecure=False
+    )
+
+    assert await database.webhook_endpoints.find({}).to_list() == [doc]
+    assert (await database.shops.find_one({"_id": SHOP}))["webhookEndpointWrites"] == 1
+
+
+async def test_an_update_changes_what_is_given(database, monkeypatch):
+    at_time(monkeypatch, AT)
+    doc, _ = await webhook_endpoints.create_endpoint(
+        database, SHOP, URL, ["CONTACT_UPDATED"], allow_insecure=False
+    )
+    later = AT + dt.timedelta(minutes=1)
+    at_time(monkeypatch, later)
+
+    changed = await webhook_endpoints.update_endpoint(
+        database,
+        SHOP,
+        doc["_id"],
+        url=URL + "/v2",
+        events=["CONSENT_CHANGED", "CONTACT_CREATED"],
+        allow_insecure=False,
+    )
+
+    assert changed == await database.webhook_endpoints.find_one({})
+    assert changed == {
+        **doc,
+        "url": URL + "/v2",
+        "events": ["CONTACT_CREATED", "CONSENT_CHANGED"],
+        "updatedAt": later,
+    }
+
+
+async def test_an_update_with_bad_input_names_every_problem_and_changes_nothing(database):
+    doc, _ = await webhook_endpoints.create_endpoint(
+        database, SHOP, URL, ["CONTACT_UPDATED"], allow_insecure=False
+    )
+    with pytest.raises(Refused) as refusal:
+        await webhook_endpoints.update_endpoint(
+            database,
+            SHOP,
+            doc["_id"],
+            url="http://localhost:8080",
+            events=[],
+            enabled=False,
+            allow_insecure=False,
+        )
+
+    assert refusal.value.problems == [
+        Problem(("url",), NOT_HTTPS, "INVALID"),
+        Problem(("events",), "Subscribe to at least one event type.", "REQUIRED"),
+    ]
+    assert await database.webhook_endpoints.find_one({}) == doc
+
+
+async def test_disabling_keeps_the_failures_and_enabling_forgets_them(database, monkeypatch):
+    at_time(monkeypatch, AT)
+    doc, _ = await webhook_endpoints.create_endpoint(
+        database, SHOP, URL, ["CONTACT_UPDATED"], allow_insecure=False
+    )
+    failing = {"failingSince": AT, "lastError": "HTTP 500"}
+    await database.webhook_endpoints.update_one({}, {"$set": failing})
+
+    off = await webhook_endpoints.update_endpoint(
+        database, SHOP, doc["_id"], enabled=False, allow_insecure=False
+    )
+    assert off == {**doc, **failing, "enabled": False}
+
+    on = await webhook_endpoints.update_endpoint(
+        database, SHOP, doc["_id"], enabled=True, allow_insecure=False
+    )
+    assert on == {**doc, "enabled": True, "failingSince": None, "lastError": None}
+
+
+async def test_an_endpoint_is_found_only_in_its_own_shop(database):
+    doc, _ = await webhook_endpoints.create_endpoint(
+        database, SHOP, URL, ["CONTACT_UPDATED"], allow_insecure=False
+    )
+    assert await webhook_endpoints.find_endpoint(database, SHOP, doc["_id"]) == doc
+    assert await webhook_endpoints.find_endpoint(database, "other", doc["_id"]) is None
+    assert await webhook_endpoints.find_endpoint(database, SHOP, None) is None
+
+
+async def test_the_delivery_log_is_newest_first_without_bodies(database):
+    endpoint_id, other_id = ObjectId(), ObjectId()
+    ids = [ObjectId(f"{n:024x}") for n in (1, 2, 3, 4, 5, 6)]
+
+    def delivery(n: int, at: dt.datetime, **more: Any) -> dict:
+        return {"_id": ids[n], "shopId": SHOP, "endpointId": endpoint_id, "createdAt": at, **more}
+
+    await database.webhook_deliveries.insert_many(
+        [
+            delivery(1, AT, body="{}"),
+            delivery(0, AT, body="{}"),
+            delivery(3, AT - dt.timedelta(hours=1)),
+            delivery(2, AT + dt.timedelta(hours=1)),
+            delivery(4, AT + dt.timedelta(days=1), endpointId=other_id),
+            delivery(5, AT + dt.timedelta(days=1), shopId="other"),
+        ]
+    )
+
+    log = await webhook_endpoints.list_deliveries(database, SHOP, endpoint_id, 250)
+    assert [d["_id"] for d in log] == [ids[2], ids[1], ids[0], ids[3]]
+    assert all("body" not in d and d["createdAt"] for d in log)
+    first_two = await webhook_endpoints.list_deliveries(database, SHOP, endpoint_id, 2)
+    assert [d["_id"] for d in first_two] == [ids[2], ids[1]]
+    assert await webhook_endpoints.list_deliveries(database, SHOP, None, 250) == []
