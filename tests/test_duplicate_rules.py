@@ -322,3 +322,34 @@ async def test_first_counts_groups_across_reasons(database: Any) -> None:
         SAME_MAILBOX,
     ]
     assert len(await groups(database, first=1)) == 1
+
+
+async def test_namesakes_groups_come_by_postal_code_then_country_a_missing_one_first(
+    database: Any,
+) -> None:
+    no_postal = {k: v for k, v in HOME.items() if k != "postalCode"}
+    no_country = {k: v for k, v in HOME.items() if k != "countryCode"}
+    await add_contacts(
+        database,
+        *[
+            contact_doc(
+                f"{tag}{i}@example.com",
+                firstName="Mia",
+                lastName="Klein",
+                shippingAddress=address,
+                created=at(n * 2 + i),
+            )
+            for n, (tag, address) in enumerate(
+                [("home", HOME), ("nocountry", no_country), ("nopostal", no_postal)]
+            )
+            for i in range(2)
+        ],
+    )
+    assert [emails for _, emails, _ in await groups(database)] == [
+        ["nopostal0@example.com", "nopostal1@example.com"],
+        ["nocountry0@example.com", "nocountry1@example.com"],
+        ["home0@example.com", "home1@example.com"],
+    ]
+    assert [emails for _, emails, _ in await groups(database, first=1)] == [
+        ["nopostal0@example.com", "nopostal1@example.com"],
+    ]
