@@ -230,6 +230,41 @@ def test_nested_fragments_cost_what_they_spread():
     assert shape(query).depth == 3
 
 
+def test_each_fragment_is_walked_once_however_often_and_wherever_it_is_spread():
+    fragments = (
+        " fragment A on Contact { consent { state } }"
+        " fragment B on Contact { ...A totalSpent { amount } }"
+    )
+    # The operation's selection set, each contact's, and each fragment once.
+    twice = '{ a: contact(id: "x") { ...A } b: contact(id: "y") { ...A } }'
+    assert shape(twice + fragments).selection_sets_walked == 1 + 2 + 2
+    nested = '{ a: contact(id: "x") { ...A ...B } }'
+    assert shape(nested + fragments).selection_sets_walked == 1 + 1 + 2 + 2
+
+
+def test_a_fragment_spread_again_does_not_stop_the_ones_after_it():
+    query = (
+        '{ a: contact(id: "x") { ...B } b: contact(id: "y") { ...A } c: contact(id: "z") { ...A } }'
+        " fragment A on Contact { consent { state } }"
+        " fragment B on Contact { totalSpent { amount } averageOrderValue { amount } }"
+    )
+    assert shape(query).cost == (1 + 2) + (1 + 1) + (1 + 1)
+
+
+def test_an_unknown_fragment_at_the_root_costs_nothing():
+    # Validation refuses it; the walk must not fail on it.
+    assert shape('{ ...Missing contact(id: "x") { id } }').cost == 1
+
+
+def test_an_inline_fragment_prices_its_fields_on_the_type_it_names():
+    # On an interface, the fragment's type decides what a field is: here a connection.
+    node = '{ node(id: "x") { ... on Contact { orders(first: 5) { nodes { id } } } } }'
+    assert shape(node).cost == 1 + 5 * 1 + 2
+    # Without a type condition, the fragment stays on its parent's type.
+    plain = '{ contact(id: "x") { ... { orders(first: 5) { nodes { id } } } } }'
+    assert shape(plain).cost == 1 + 5 * 1 + 2
+
+
 # --- the refusals ------------------------------------------------------------------
 
 

@@ -227,6 +227,23 @@ async def test_a_budget_that_cannot_be_spent_runs_nothing_and_is_logged(
     assert "hunter2" in str(record.exc_info[1])
 
 
+async def test_a_budget_that_cannot_be_read_leaves_a_refusal_as_it_is(api, monkeypatch, caplog):
+    async def broken(*args):
+        raise RuntimeError("lost mongodb://admin:hunter2@db.internal:27017/contactgraph")
+
+    monkeypatch.setattr("graph.limits.spend", broken)
+    with caplog.at_level(logging.WARNING, logger="contactgraph"):
+        body = await api.gql("{ contacts { ")
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["GRAPHQL_PARSE_FAILED"]
+    assert body["extensions"]["cost"] == {"requestedQueryCost": 0, "actualQueryCost": 0}
+    [record] = [r for r in caplog.records if r.name == "contactgraph"]
+    assert (record.levelno, record.getMessage()) == (
+        logging.WARNING,
+        "the cost budget of the key could not be read",
+    )
+    assert "hunter2" in str(record.exc_info[1])
+
+
 async def test_failures_outside_graphql_are_masked_too(served, keys, monkeypatch):
     import resolvers.shops
 
