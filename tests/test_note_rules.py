@@ -405,3 +405,20 @@ async def test_an_archived_note_whose_delete_fails_is_kept_with_its_counts(datab
     with pytest.raises(Aborted):
         await delete_note(database, SHOP, oid, old["_id"])
     assert (await bucket(database, oid), await contact_doc(database, oid)) == before
+
+
+async def test_a_note_in_a_contacts_newer_bucket_is_edited_and_deleted_there(database, moment):
+    other, _, _ = await archived_contact(database)  # another contact's bucket comes first
+    filler = [entry("FORM_SUBMITTED", i) for i in range(BUCKET_SIZE)]
+    notes = [entry("NOTE", BUCKET_SIZE + i) for i in range(2)]
+    rest = [entry("FORM_SUBMITTED", BUCKET_SIZE + 2 + i) for i in range(SPILL_AT - 2)]
+    oid = await stored_contact(database, filler + notes + rest)
+    await activity.spill_overflow(database, SHOP, {"_id": oid, "activityEmbedded": SPILL_AT})
+    buckets = await database.activity_archive.find({"contactId": oid}).to_list()
+    assert len(buckets) == 2
+    edited, _ = await update_note(database, SHOP, oid, notes[0]["_id"], "edited")
+    assert edited["text"] == "edited"
+    await delete_note(database, SHOP, oid, notes[1]["_id"])
+    newer = await database.activity_archive.find_one({"entries._id": notes[0]["_id"]})
+    assert [e["text"] for e in newer["entries"] if e["kind"] == "NOTE"] == ["edited"]
+    assert newer["count"] == BUCKET_SIZE - 1
