@@ -422,3 +422,13 @@ async def test_a_note_in_a_contacts_newer_bucket_is_edited_and_deleted_there(dat
     newer = await database.activity_archive.find_one({"entries._id": notes[0]["_id"]})
     assert [e["text"] for e in newer["entries"] if e["kind"] == "NOTE"] == ["edited"]
     assert newer["count"] == BUCKET_SIZE - 1
+
+
+async def test_finding_an_archived_notes_bucket_reads_back_no_entries(database, commands):
+    """A bucket holds BUCKET_SIZE entries: finding which one holds a note reads only its ids."""
+    oid, (old, _), _ = await archived_contact(database)
+    commands.reset()
+    await update_note(database, SHOP, oid, old["_id"], "edited")
+    (look,) = commands.documents("find", "activity_archive")
+    assert look["filter"] == {"shopId": SHOP, "entries._id": old["_id"]}
+    assert look["projection"] == {"_id": 1, "contactId": 1}
