@@ -484,6 +484,28 @@ async def test_unknown_endpoints_are_not_found_by_name(database):
     assert await database.webhook_endpoints.find_one({}) == doc
 
 
+async def failed(database: Any, work: Any) -> Any:
+    """As a transaction that gave up: whatever it wrote is undone."""
+    async with database.client.start_session() as session:
+        await session.start_transaction()
+        await work(session)
+        await session.abort_transaction()
+    raise RuntimeError("the transaction gave up")
+
+
+async def test_a_failed_deletion_keeps_the_endpoint_and_its_log(database, monkeypatch):
+    doc, _ = await webhook_endpoints.create_endpoint(
+        database, SHOP, URL, ["CONTACT_UPDATED"], allow_insecure=False
+    )
+    await database.webhook_deliveries.insert_one({"shopId": SHOP, "endpointId": doc["_id"]})
+    monkeypatch.setattr(webhook_endpoints.activity, "in_transaction", failed)
+
+    with pytest.raises(RuntimeError):
+        await webhook_endpoints.delete_endpoint(database, SHOP, doc["_id"])
+    assert await database.webhook_endpoints.find({}).to_list() == [doc]
+    assert await database.webhook_deliveries.count_documents({}) == 1
+
+
 async def test_endpoints_are_listed_oldest_first_and_ties_by_id(database):
     early, late = AT - dt.timedelta(days=1), AT
     ids = [ObjectId(f"{n:024x}") for n in (3, 1, 2, 4)]
@@ -679,8 +701,8 @@ async def test_the_delivery_log_is_newest_first_without_bodies(database):
 
     await database.webhook_deliveries.insert_many(
         [
-            delivery(1, AT, body="{}"),
             delivery(0, AT, body="{}"),
+            delivery(1, AT, body="{}"),  # the same time: the later id first
             delivery(3, AT - dt.timedelta(hours=1)),
             delivery(2, AT + dt.timedelta(hours=1)),
             delivery(4, AT + dt.timedelta(days=1), endpointId=other_id),
