@@ -245,7 +245,9 @@ async def test_the_delivery_log_is_newest_first_and_paged_by_first(api) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad_id", ["nope", encode_id("Contact", ObjectId()), encode_id("WebhookEndpoint", ObjectId())]
+    "bad_id",
+    ["nope", encode_id("Contact", ObjectId()), encode_id("WebhookEndpoint", ObjectId())],
+    ids=["not-an-id", "another-type", "unknown-endpoint"],
 )
 async def test_unknown_ids_are_not_found_and_change_nothing(api, database, bad_id) -> None:
     kept = (await create(api))["webhookEndpoint"]
