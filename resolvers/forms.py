@@ -123,7 +123,8 @@ async def count_hit(
     count = int(doc["count"])
     if count > limit:
         retry = (window + 1) * RATE_WINDOW_SECONDS - int(at.timestamp())
-        raise RateLimited(f"Too many submissions from this address; try again in {retry} seconds.")
+        wait = "1 second" if retry == 1 else f"{retry} seconds"
+        raise RateLimited(f"Too many submissions from this address; try again in {wait}.")
     return count
 
 
