@@ -322,3 +322,66 @@ async def test_a_draft_one_short_of_a_full_log_moves_nothing(database):
     doc = await contact_doc(database, oid)
     assert doc["activityEmbedded"] == doc["activityCount"] == SPILL_AT - 1
     assert await database.activity_archive.count_documents({}) == 0
+
+
+# -- one transaction ------------------------------------------------------------------------
+
+
+class Aborted(Exception):
+    pass
+
+
+async def never_committed(database: Any, work: Any) -> Any:
+    """activity.in_transaction, but the transaction fails after its work, before the commit."""
+    async with database.client.start_session() as session:
+        async with await session.start_transaction():
+            await work(session)
+            raise Aborted
+
+
+async def test_a_draft_whose_transaction_fails_leaves_nothing_written(database, monkeypatch):
+    # Everything a draft writes: the shop's first currency, the order, the
+    # contact's log and kind, the counters and the event.
+    await shop_with(database, None)
+    oid = await stored_contact(database)
+    before = await everything(database)
+    monkeypatch.setattr(activity, "in_transaction", never_committed)
+    with pytest.raises(Aborted):
+        await create_draft(database, SHOP, oid, draft(currency_code="USD"), AUTHOR)
+    assert await everything(database) == before
+
+
+class Converted:
+    """The database, but the lead becomes a customer by another write just after it is read."""
+
+    def __init__(self, database: Any) -> None:
+        self.real = database
+        self.contacts = self
+        self.raced = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    async def find_one(self, *args: Any, **kwargs: Any) -> Any:
+        found = await self.real.contacts.find_one(*args, **kwargs)
+        if not self.raced:
+            self.raced = True
+            await self.real.contacts.update_one(
+                {"_id": args[0]["_id"]}, {"$set": {"kind": "CUSTOMER"}}
+            )
+        return found
+
+    async def update_one(self, *args: Any, **kwargs: Any) -> Any:
+        return await self.real.contacts.update_one(*args, **kwargs)
+
+
+async def test_a_lead_made_a_customer_meanwhile_is_converted_once(database):
+    await shop_with(database, "EUR")
+    oid = await stored_contact(database)
+    await create_draft(Converted(database), SHOP, oid, draft(), AUTHOR, shop_currency="EUR")
+    doc = await contact_doc(database, oid)
+    # The draft's transaction read the lead before the other write: it runs
+    # again, finds a customer, and only logs the draft.
+    assert [e["kind"] for e in doc["activity"][1:]] == ["DRAFT_ORDER_CREATED"]
+    assert await database.contact_counts.count_documents({}) == 0
+    assert await database.orders.count_documents({"contactId": oid}) == 1
