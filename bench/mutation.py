@@ -86,6 +86,8 @@ FOCUSED_TESTS: dict[str, list[str]] = {
     "resolvers/forms.py": ["tests/test_form_rules.py"],
     "resolvers/notes.py": ["tests/test_note_rules.py"],
     "resolvers/shops.py": ["tests/test_shop_rules.py"],
+    "resolvers/clock.py": ["tests/test_clock_rules.py"],
+    "resolvers/errors.py": ["tests/test_error_rules.py"],
 }
 
 # A mutant the tests noticed, by mutmut's status names (mutmut.stats).
