@@ -117,8 +117,10 @@ async def page_after(database: Database, records: Records, shop_id: str, key: Pa
         value, oid = decode_cursor(key.after, field)
         stages.append({"$match": _seek(field, value, oid, ascending=False)})
     stages += [{"$sort": {field: -1, "_id": -1}}, {"$limit": size + 1}]
+    # Room for one row more than the limit: a first batch the rows fill exactly
+    # leaves the cursor open, and closing it would cost a getMore per full page.
     rows = await (
-        await database.db[records.collection].aggregate(stages, batchSize=size + 1)
+        await database.db[records.collection].aggregate(stages, batchSize=size + 2)
     ).to_list()
     return Page(
         rows[:size], has_next=len(rows) > size, has_previous=key.after is not None, field=field

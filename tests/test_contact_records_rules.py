@@ -437,3 +437,59 @@ async def test_contracts_in_every_status_are_read_without_a_status_condition(
     for command in commands.documents("aggregate", "subscription_contracts"):
         assert "status" not in str(command["pipeline"])
     assert len(commands.documents("aggregate", "subscription_contracts")) == 2
+
+
+async def test_a_list_of_more_contacts_than_a_default_reply_holds_still_costs_one_command_each(
+    database, commands
+):
+    # A server's first reply holds 101 documents unless asked for more: a page
+    # of 120 contacts with their latest orders must not need a second round trip.
+    contacts = [ObjectId() for _ in range(120)]
+    orders = [
+        {
+            "_id": ObjectId(),
+            "shopId": SHOP,
+            "contactId": contact,
+            "externalId": f"#{n}",
+            "status": "OPEN",
+            "placedAt": at(n),
+        }
+        for n, contact in enumerate(contacts)
+    ]
+    await database.orders.insert_many(orders)
+    commands.reset()
+    pages = await PagesByContactIdLoader(database, SHOP, ORDERS).load_many(
+        [PageKey(c, 1, None, SHOWN) for c in contacts]
+    )
+    assert [ids(p) for p in pages] == [[o["_id"]] for o in orders]
+    counts = await CountByContactIdLoader(database, SHOP, ORDERS).load_many(
+        [CountKey(c, SHOWN) for c in contacts]
+    )
+    assert counts == [1] * 120
+    found = await RecordByIdLoader(database, SHOP, ORDERS).load_many([o["_id"] for o in orders])
+    assert found == orders
+    assert commands.on("orders") == ["aggregate", "aggregate", "find"]
+
+
+async def test_a_later_page_of_more_orders_than_a_default_reply_holds_is_one_command(
+    database, commands
+):
+    contact = ObjectId()
+    orders = [
+        {
+            "_id": ObjectId(),
+            "shopId": SHOP,
+            "contactId": contact,
+            "externalId": f"#{n}",
+            "status": "OPEN",
+            "placedAt": at(-n),
+        }
+        for n in range(160)
+    ]
+    await database.orders.insert_many(orders)
+    loader = PagesByContactIdLoader(database, SHOP, ORDERS)
+    after = Page([], False, False, "placedAt").cursor(orders[4])
+    commands.reset()
+    page = await loader.load(PageKey(contact, 150, after, SHOWN))
+    assert commands.on("orders") == ["aggregate"]
+    assert (ids(page), page.has_next) == ([o["_id"] for o in orders[5:155]], True)
