@@ -88,7 +88,7 @@ async def contacts(database: Any) -> list[ObjectId]:
             "kind": "CUSTOMER",
             "orderCount": 1,
             "labels": ["VIP"],
-            "consent": {"state": "SUBSCRIBED"},
+            "consent": {"state": "SUBSCRIBED", "source": "checkout"},
             "totalSpent": Decimal128("10.00"),
             "createdAt": day(0),
         },
@@ -185,8 +185,11 @@ async def test_a_field_and_its_parent_are_counted_together(database, contacts):
     subscribed = {"shopId": SHOP, "consent.state": "SUBSCRIBED"}
     no_consent = {"shopId": SHOP, "consent": {"$exists": False}}
     consent_known = {"shopId": SHOP, "consent": {"$exists": True}, "consent.state": {"$ne": None}}
+    exactly = {"shopId": SHOP, "consent": {"state": "SUBSCRIBED", "source": "checkout"}}
     assert await count_matches(database, [subscribed, no_consent, consent_known]) == [2, 1, 4]
     assert await count_matches(database, [no_consent, subscribed]) == [1, 2]
+    # The whole consent is read for the one condition, not only the state the other names.
+    assert await count_matches(database, [exactly, subscribed]) == [1, 2]
 
 
 async def test_conditions_selecting_no_one_count_zero(database, contacts):
