@@ -88,6 +88,13 @@ FOCUSED_TESTS: dict[str, list[str]] = {
     "resolvers/shops.py": ["tests/test_shop_rules.py"],
     "resolvers/clock.py": ["tests/test_clock_rules.py"],
     "resolvers/errors.py": ["tests/test_error_rules.py"],
+    "resolvers/events.py": ["tests/test_event_rules.py"],
+    "resolvers/throttle.py": ["tests/test_throttle_rules.py"],
+    "resolvers/contact_counts.py": ["tests/test_contact_count_rules.py"],
+    "resolvers/contact_events.py": ["tests/test_contact_event_rules.py"],
+    "resolvers/order_cancel.py": ["tests/test_order_cancel_rules.py"],
+    "resolvers/privacy.py": ["tests/test_privacy_rules.py"],
+    "loaders/observability.py": ["tests/test_observability_rules.py"],
 }
 
 # A mutant the tests noticed, by mutmut's status names (mutmut.stats).
