@@ -240,6 +240,19 @@ async def test_the_shops_known_currency_costs_no_read_of_the_shop(database, comm
     assert "shops" not in [target for _, target in commands.calls]
 
 
+async def test_a_draft_reads_the_contacts_details_not_its_log(database, commands):
+    # A contact carries up to 200 log entries; a draft needs none of them.
+    await shop_with(database, "EUR")
+    oid = await stored_contact(database, "CUSTOMER", entries=50)
+    commands.reset()
+    await create_draft(database, SHOP, oid, draft(), AUTHOR, shop_currency="EUR")
+    (look,) = commands.documents("find", "contacts")
+    assert look["filter"] == {"_id": oid, "shopId": SHOP}
+    read = look.get("projection", {})
+    assert {"email", "emailKey", "kind"} <= set(read)
+    assert not {"activity", "searchTerms", "consent"} & set(read)
+
+
 @pytest.mark.parametrize(
     ("stored", "known", "wanted", "problem"),
     [
