@@ -319,11 +319,13 @@ async def test_another_shop_s_contact_of_the_same_id_is_left_alone(database):
 
 async def test_cancel_order_cancels_uncounts_and_logs_in_one_go(database):
     contact_id = await stored_contact(database)
+    earlier = await stored_order(database, None)
     order = await stored_order(database, contact_id)
 
     canceled = await cancel_order(database, SHOP, order["_id"], "Ada")
 
     assert canceled == {**order, "status": "CANCELED", "updatedAt": NOW}
+    assert await reread(database, earlier) == earlier
     doc = await contact(database, contact_id)
     assert stats(doc)[:2] == (0, Decimal128("0.00"))
     assert "firstOrderAt" not in doc and "lastOrderAt" not in doc
@@ -340,6 +342,53 @@ async def test_canceling_again_changes_and_logs_nothing(database):
 
     assert again == before[1]
     assert (await contact(database, contact_id), await reread(database, order)) == before
+
+
+async def test_the_order_is_read_in_the_cancel_s_own_transaction(database, commands):
+    order = await stored_order(database, None)
+    commands.reset()
+
+    await cancel_order(database, SHOP, order["_id"], "Ada")
+
+    (read,) = commands.documents("find", "orders")
+    (write,) = commands.documents("update", "orders")
+    assert "txnNumber" in read
+    assert (read["lsid"], read["txnNumber"]) == (write["lsid"], write["txnNumber"])
+
+
+async def test_a_change_whose_transaction_fails_leaves_the_order_and_the_contact(database):
+    contact_id = await stored_contact(database)
+    order = await stored_order(database, contact_id)
+    before = await contact(database, contact_id)
+
+    async def work(session: Any) -> None:
+        await change_order(database, SHOP, order, status="CANCELED", session=session)
+        raise RuntimeError("the caller failed")
+
+    with pytest.raises(RuntimeError):
+        await activity.in_transaction(database, work)
+
+    assert await reread(database, order) == order
+    assert await contact(database, contact_id) == before
+
+
+async def test_an_older_report_read_before_a_newer_one_answers_the_order_as_it_now_is(database):
+    order = await stored_order(database, None, shopUpdatedAt=day(2))
+
+    async def work(session: Any) -> tuple[Any, Any]:
+        await change_order(
+            database, SHOP, order, status="FULFILLED", reported_at=day(5), session=session
+        )
+        # The same order as read before, reported older: the transaction's own write wins.
+        return await change_order(
+            database, SHOP, order, status="CANCELED", reported_at=day(3), session=session
+        )
+
+    answered, grown = await activity.in_transaction(database, work)
+
+    assert grown is None
+    assert (answered["status"], answered["shopUpdatedAt"]) == ("FULFILLED", day(5))
+    assert answered == await reread(database, order)
 
 
 async def test_a_cancel_that_fills_the_log_moves_the_oldest_entries_to_the_archive(database):
