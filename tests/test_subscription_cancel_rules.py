@@ -397,3 +397,82 @@ async def test_a_request_whose_event_cannot_be_written_leaves_nothing_behind(dat
         await request_cancel(database, SHOP, oid, "Moving abroad", AUTHOR)
 
     assert await snapshot(database) == before
+
+
+# -- races -------------------------------------------------------------------
+
+
+class ContractsRacedOnce:
+    """The contracts, with another request for the same contract committed right after the
+    first look at it: the look is then stale by the time the request writes."""
+
+    def __init__(self, database: Any) -> None:
+        self.database = database
+        self.raced = False
+
+    async def find_one(self, *args: Any, **kwargs: Any) -> Any:
+        found = await self.database.subscription_contracts.find_one(*args, **kwargs)
+        if not self.raced:
+            self.raced = True
+            await request_cancel(self.database, SHOP, found["_id"], "Asked first", "Bo Other")
+        return found
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.database.subscription_contracts, name)
+
+
+class RacedDatabase:
+    def __init__(self, database: Any) -> None:
+        self.real = database
+        self.subscription_contracts = ContractsRacedOnce(database)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+async def test_a_request_that_loses_a_race_is_the_same_request_as_the_winner(database):
+    contact_id = await stored_contact(database)
+    oid = await stored_contract(database, contact_id)
+
+    contract, logged = await request_cancel(
+        RacedDatabase(database), SHOP, oid, "Asked second", AUTHOR
+    )
+
+    assert logged is None
+    assert (contract["cancelReason"], contract["cancelRequestedBy"]) == ("Asked first", "Bo Other")
+    stored = await contract_doc(database, oid)
+    assert (stored["cancelReason"], stored["cancelRequestedBy"]) == ("Asked first", "Bo Other")
+    assert await database.events.count_documents({}) == 1
+    kinds = [e["kind"] for e in (await contact_doc(database, contact_id))["activity"]]
+    assert kinds.count("SUBSCRIPTION_CANCEL_REQUESTED") == 1
+
+
+async def test_a_request_that_fails_after_its_event_leaves_no_event_behind(database, monkeypatch):
+    contact_id = await stored_contact(database)
+    oid = await stored_contract(database, contact_id)
+    before = await snapshot(database)
+    real_emit = cancel_rules.emit
+
+    async def emit_then_fail(*args: Any, **kwargs: Any) -> None:
+        await real_emit(*args, **kwargs)
+        raise RuntimeError("the request failed after its event")
+
+    monkeypatch.setattr(cancel_rules, "emit", emit_then_fail)
+    with pytest.raises(RuntimeError):
+        await request_cancel(database, SHOP, oid, "Moving abroad", AUTHOR)
+
+    assert await snapshot(database) == before
+
+
+async def test_asking_reads_the_contacts_counter_not_its_log(database, commands):
+    contact_id = await stored_contact(database, entries=SPILL_AT - 2)
+    oid = await stored_contract(database, contact_id)
+    commands.reset()
+
+    await request_cancel(database, SHOP, oid, None, AUTHOR)
+
+    (read,) = commands.documents("find", "contacts")
+    assert read["filter"] == {"shopId": SHOP, "_id": contact_id}
+    # A log of up to SPILL_AT entries stays on the server: only the counter is needed.
+    assert "activityEmbedded" in read["projection"]
+    assert "activity" not in read["projection"]
