@@ -186,6 +186,8 @@ async def test_a_lost_reply_is_answered_from_the_kept_decision(database, start, 
 
     monkeypatch.setattr(throttle, "_update", applied_but_lost)
     key = ObjectId()
+    # Another key's bucket, stored first: only this key's decisions answer.
+    await spend(database, ObjectId(), SHOP, 10, BUCKET, start)
 
     granted = await spend(database, key, SHOP, 70, BUCKET, start)
     refused = await spend(database, key, SHOP, 70, BUCKET, start)
