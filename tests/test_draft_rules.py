@@ -1,7 +1,7 @@
 """Draft order rules to the edge: what a draft stores, logs and changes on its contact.
 
-tests/test_orders.py tells the story through the API (`draftOrderCreate`,
-who may call it, the draft in the contact's history); these pin the rules
+tests/test_orders.py tells the story through the API (`draftOrderCreate`
+by staff, the draft in the contact's history); these pin the rules
 underneath: the draft as stored (the contact's details, no placement time,
 its own id as its key, the shop's currency), the entries it logs, a lead
 becoming a customer (counters and event with it), statistics that never
