@@ -210,3 +210,16 @@ async def test_a_rebuild_in_a_transaction_that_fails_keeps_the_old_parts(databas
         await in_transaction(database, work)
 
     assert await parts(database) == [{"shopId": SHOP, "total": 5, "LEAD": 5}]
+
+
+async def test_a_rebuild_in_a_transaction_counts_what_the_transaction_sees(database):
+    await database.contacts.insert_one({"shopId": SHOP, "emailKey": "a@x.io", "kind": "LEAD"})
+
+    async def work(session: Any) -> dict[str, int]:
+        await database.contacts.insert_one(
+            {"shopId": SHOP, "emailKey": "b@x.io", "kind": "CUSTOMER"}, session=session
+        )
+        return await rebuild_counts(database, SHOP, session=session)
+
+    assert await in_transaction(database, work) == {"total": 2, "CUSTOMER": 1, "LEAD": 1}
+    assert await parts(database) == [{"shopId": SHOP, "total": 2, "CUSTOMER": 1, "LEAD": 1}]

@@ -329,7 +329,7 @@ async def test_cancel_order_cancels_uncounts_and_logs_in_one_go(database):
     doc = await contact(database, contact_id)
     assert stats(doc)[:2] == (0, Decimal128("0.00"))
     assert "firstOrderAt" not in doc and "lastOrderAt" not in doc
-    assert [e[0] for e in logged(doc)] == ["ORDER_CANCELED"]
+    assert [e[:3] for e in logged(doc)] == [("ORDER_CANCELED", "Order #1001: 25.00 EUR", "Ada")]
 
 
 async def test_canceling_again_changes_and_logs_nothing(database):

@@ -244,6 +244,7 @@ async def test_an_existing_shop_is_returned_as_it_is(database):
 
 
 async def test_a_shop_and_its_secret_are_read_or_none(database):
+    await database.shops.insert_one({"_id": "zeta", "webhookSecret": "ffff"})
     assert await get_shop(database, "acme") is None
     assert await webhook_secret(database, "acme") is None
     await database.shops.insert_one({"_id": "acme", "webhookSecret": "0a1b2c"})
