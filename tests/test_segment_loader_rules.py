@@ -117,7 +117,7 @@ async def contacts(database: Any) -> list[ObjectId]:
             "createdAt": day(4),
         },
     ]
-    docs = [
+    docs: list[dict[str, Any]] = [
         {"_id": ObjectId(), "shopId": SHOP, "emailKey": f"c{i}", **r} for i, r in enumerate(rows)
     ]
     docs.append(
