@@ -181,6 +181,16 @@ async def test_each_condition_beside_one_selecting_no_one_is_counted_exactly(
     assert await count_matches(database, [match, nobody]) == [n, 0]
 
 
+@pytest.mark.parametrize("case", range(13))
+async def test_each_condition_beside_one_selecting_everyone_by_another_field_is_counted_exactly(
+    database, contacts, case
+):
+    # Every contact then reaches each count, carrying only the fields some condition names.
+    match, n = conditions(contacts)[case]
+    everyone = {"shopId": SHOP, "createdAt": {"$gte": day(0)}}
+    assert await count_matches(database, [everyone, match]) == [5, n]
+
+
 async def test_a_field_and_its_parent_are_counted_together(database, contacts):
     subscribed = {"shopId": SHOP, "consent.state": "SUBSCRIBED"}
     no_consent = {"shopId": SHOP, "consent": {"$exists": False}}
@@ -217,3 +227,25 @@ def test_a_conditions_key_keeps_every_bson_type_apart():
     assert match_key({"m": Decimal128("2")}) != match_key({"m": "2"})
     oid = ObjectId()
     assert match_key({"_id": oid}) != match_key({"_id": str(oid)})
+
+
+class MongoDBReply:
+    """A database whose contacts answer an aggregation with a fixed reply, as MongoDB words it."""
+
+    def __init__(self, reply: list[dict[str, Any]]) -> None:
+        self.reply = reply
+        self.contacts = self
+
+    async def aggregate(self, pipeline: list[dict[str, Any]]) -> MongoDBReply:
+        return self
+
+    async def to_list(self) -> list[dict[str, Any]]:
+        return self.reply
+
+
+async def test_a_count_of_no_contacts_is_zero_where_mongodb_answers_it_with_no_row():
+    # MongoDB's $count over no documents yields no row (the embedded server
+    # yields {n: 0}): such a facet is an empty list, and its count is 0.
+    reply = MongoDBReply([{"c0": [], "c1": [{"n": 2}], "c2": []}])
+    matches = [{"shopId": SHOP, "kind": kind} for kind in ("NOBODY", "LEAD", "NONE")]
+    assert await count_matches(reply, matches) == [0, 2, 0]
