@@ -95,6 +95,15 @@ FOCUSED_TESTS: dict[str, list[str]] = {
     "resolvers/order_cancel.py": ["tests/test_order_cancel_rules.py"],
     "resolvers/privacy.py": ["tests/test_privacy_rules.py"],
     "loaders/observability.py": ["tests/test_observability_rules.py"],
+    "resolvers/webhook_receipts.py": ["tests/test_webhook_receipt_rules.py"],
+    "resolvers/subscription_cancel.py": ["tests/test_subscription_cancel_rules.py"],
+    "resolvers/order_stats.py": ["tests/test_order_stats_rules.py"],
+    "resolvers/drafts.py": ["tests/test_draft_rules.py"],
+    "resolvers/order_docs.py": ["tests/test_order_docs_rules.py"],
+    "loaders/contact_records.py": ["tests/test_contact_records_rules.py"],
+    "loaders/orders.py": ["tests/test_contact_records_rules.py"],
+    "loaders/contact_stream.py": ["tests/test_contact_stream_rules.py"],
+    "loaders/segments.py": ["tests/test_segment_loader_rules.py"],
 }
 
 # A mutant the tests noticed, by mutmut's status names (mutmut.stats).
