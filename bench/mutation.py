@@ -273,8 +273,12 @@ def known_equivalents(module: str) -> dict[str, str]:
 
 
 def puts_in(diff: str, code: str) -> bool:
-    added = [line[1:] for line in diff.splitlines() if line.startswith("+") and line[:3] != "+++"]
-    return any(code in line for line in added)
+    """Whether the mutant adds a line holding `code`; written "removes: code", whether it drops one."""
+    sign, code = (
+        ("-", code.removeprefix("removes: ")) if code.startswith("removes: ") else ("+", code)
+    )
+    changed = [line[1:] for line in diff.splitlines() if line[:1] == sign and line[:3] != sign * 3]
+    return any(code in line for line in changed)
 
 
 def survivors_again(target: Path, module: str, tests: list[str]) -> list[str] | str:
