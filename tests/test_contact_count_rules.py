@@ -7,6 +7,7 @@ parts stored, the folding threshold and batches, and a rebuild's count.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -146,6 +147,75 @@ async def test_folding_runs_in_batches_until_one_part_holds_the_sum(database, mo
 
     assert await parts(database) == [{"shopId": SHOP, "total": 8, "CUSTOMER": 2, "LEAD": 6}]
     assert await parts(database, OTHER) == [{"shopId": OTHER, "total": 1, "LEAD": 1}]
+
+
+async def test_two_parts_fold_into_one(database):
+    await add_parts(database, {"LEAD": 1}, {"CUSTOMER": 1})
+
+    await compact(database, SHOP)
+
+    assert await parts(database) == [{"shopId": SHOP, "total": 2, "CUSTOMER": 1, "LEAD": 1}]
+
+
+async def test_each_fold_transaction_takes_at_most_a_batch_of_parts(
+    database, monkeypatch, commands
+):
+    monkeypatch.setattr(contact_counts, "COMPACT_BATCH", 3)
+    await add_parts(database, *[{"LEAD": 1}] * 7)
+    commands.reset()
+
+    await compact(database, SHOP)
+
+    deleted = [
+        len(d["deletes"][0]["q"]["_id"]["$in"])
+        for d in commands.documents("delete", "contact_counts")
+    ]
+    assert deleted == [3, 3, 3]
+    assert await parts(database) == [{"shopId": SHOP, "total": 7, "CUSTOMER": 0, "LEAD": 7}]
+
+
+class _ReadThenWait:
+    """The counters' collection, whose first read of parts waits until `go` is set."""
+
+    def __init__(self, collection: Any, go: asyncio.Event) -> None:
+        self.collection, self.go, self.reads = collection, go, 0
+        self.read = asyncio.Event()
+
+    def find(self, *args: Any, **kwargs: Any) -> Any:
+        cursor = self.collection.find(*args, **kwargs)
+        self.reads += 1
+        if self.reads > 1:
+            return cursor
+        read, go = self.read, self.go
+
+        class Paused:
+            async def to_list(self) -> list[Any]:
+                parts = await cursor.to_list()
+                read.set()
+                await go.wait()
+                return parts
+
+        return Paused()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.collection, name)
+
+
+async def test_a_fold_that_read_before_another_committed_never_counts_a_part_twice(
+    database, monkeypatch
+):
+    await add_parts(database, *[{"LEAD": 1}] * 5)
+    go = asyncio.Event()
+    slow = _ReadThenWait(database.db["contact_counts"], go)
+    monkeypatch.setattr(type(database), "contact_counts", property(lambda _: slow))
+
+    first = asyncio.create_task(compact(database, SHOP))
+    await slow.read.wait()
+    await compact(database, SHOP)  # folds all five while the first waits with what it read
+    go.set()
+    await first
+
+    assert await parts(database) == [{"shopId": SHOP, "total": 5, "CUSTOMER": 0, "LEAD": 5}]
 
 
 async def test_one_part_is_left_as_it_is(database):
