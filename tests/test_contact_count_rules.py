@@ -218,6 +218,26 @@ async def test_a_fold_that_read_before_another_committed_never_counts_a_part_twi
     assert await parts(database) == [{"shopId": SHOP, "total": 5, "CUSTOMER": 0, "LEAD": 5}]
 
 
+async def test_a_fold_whose_write_fails_loses_no_part(database, monkeypatch, caplog):
+    await add_parts(database, {"LEAD": 1}, {"CUSTOMER": 1}, {"LEAD": 2})
+    before = await parts(database)
+    counters = database.db["contact_counts"]
+
+    class FullDisk:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(counters, name)
+
+        async def insert_one(self, *args: Any, **kwargs: Any) -> None:
+            raise PyMongoError("no space left on device")
+
+    monkeypatch.setattr(type(database), "contact_counts", property(lambda _: FullDisk()))
+    with caplog.at_level(logging.WARNING, logger="contactgraph"):
+        await compact(database, SHOP)
+
+    monkeypatch.undo()
+    assert await parts(database) == before
+
+
 async def test_one_part_is_left_as_it_is(database):
     await add_parts(database, {"LEAD": 1})
     before = await database.contact_counts.find({}).to_list()

@@ -391,6 +391,37 @@ async def test_an_older_report_read_before_a_newer_one_answers_the_order_as_it_n
     assert answered == await reread(database, order)
 
 
+async def test_two_cancels_in_one_transaction_see_each_other_s_change_to_the_contact(database):
+    contact_id = await stored_contact(
+        database, orderCount=3, totalSpent=Decimal128("75.00"), lastOrderAt=day(4)
+    )
+    await stored_order(database, contact_id)
+    middle = await stored_order(database, contact_id, placed=day(2))
+    last = await stored_order(database, contact_id, placed=day(4))
+
+    async def work(session: Any) -> None:
+        await change_order(database, SHOP, last, status="CANCELED", session=session)
+        # Now the last counted order: the time moves back to the first.
+        await change_order(database, SHOP, middle, status="CANCELED", session=session)
+
+    await activity.in_transaction(database, work)
+
+    assert stats(await contact(database, contact_id)) == (1, Decimal128("25.00"), T0, T0, 3)
+
+
+async def test_a_change_reads_the_contact_s_order_times_and_log_size_but_not_its_log(
+    database, commands
+):
+    contact_id = await stored_contact(database)
+    order = await stored_order(database, contact_id)
+    commands.reset()
+
+    await cancel_order(database, SHOP, order["_id"], "Ada")
+
+    (read,) = commands.documents("find", "contacts")
+    assert read["projection"] == {"firstOrderAt": 1, "lastOrderAt": 1, "activityEmbedded": 1}
+
+
 async def test_a_cancel_that_fills_the_log_moves_the_oldest_entries_to_the_archive(database):
     full = activity.SPILL_AT - 1
     entries = [
