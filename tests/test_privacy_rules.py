@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -73,6 +74,19 @@ def entry(kind: str, minutes: int, **fields: Any) -> dict[str, Any]:
 )
 def test_a_stored_value_becomes_plain_json(value, plain):
     assert json_safe(value) == plain
+
+
+def test_times_are_utc_whatever_the_server_s_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    try:
+        naive = json_safe(dt.datetime(2026, 1, 5, 10, 12, 3))
+        aware = json_safe(dt.datetime(2026, 7, 5, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=5))))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+    assert (naive, aware) == ("2026-01-05T10:12:03.000+00:00", "2026-07-05T07:00:00.000+00:00")
 
 
 def test_an_erased_address_is_random_and_can_never_be_delivered():
@@ -147,6 +161,29 @@ async def stored_person(database: Any) -> None:
                 for ext, shop, contact, email, created in orders
             ]
         )
+    # Two of the same time, stored in the opposite order of their ids: the id decides.
+    for collection in (database.orders, database.subscription_contracts):
+        for n in (2, 1):
+            await collection.insert_one(
+                {
+                    "_id": ObjectId(f"{n:024x}"),
+                    "externalId": f"o-tie-{n}",
+                    "shopId": SHOP,
+                    "contactId": ANN,
+                    "emailKey": "ann@example.com",
+                    "createdAt": at(47),
+                }
+            )
+    for n in (2, 1):
+        await database.messages.insert_one(
+            {
+                "_id": ObjectId(f"{n:024x}"),
+                "subject": f"tie {n}",
+                "shopId": SHOP,
+                "contactId": ANN,
+                "createdAt": at(30),
+            }
+        )
     await database.messages.insert_many(
         [
             {
@@ -198,17 +235,15 @@ async def test_an_export_holds_everything_of_the_person_and_nothing_of_anyone_el
         ("CREATED", "2026-01-01T10:01:00.000+00:00"),
     ]
     assert [e["text"] for e in export["notes"]] == ["called", "old"]
-    assert [o["externalId"] for o in export["orders"]] == [
-        "o-linked",
-        "o-unlinked",
-        "o-linked-late",
+    mine = ["o-linked", "o-unlinked", "o-tie-1", "o-tie-2", "o-linked-late"]
+    assert [o["externalId"] for o in export["orders"]] == mine
+    assert [c["externalId"] for c in export["subscriptionContracts"]] == mine
+    assert [m["subject"] for m in export["messages"]] == [
+        "before the contact",
+        "tie 1",
+        "tie 2",
+        "by contact",
     ]
-    assert [c["externalId"] for c in export["subscriptionContracts"]] == [
-        "o-linked",
-        "o-unlinked",
-        "o-linked-late",
-    ]
-    assert [m["subject"] for m in export["messages"]] == ["before the contact", "by contact"]
     assert export["consentHistory"] == [
         {"state": "SUBSCRIBED", "at": "2026-01-01T10:05:00.000+00:00"}
     ]
