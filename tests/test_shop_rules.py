@@ -236,11 +236,12 @@ async def test_a_new_shop_is_stored_with_a_fresh_secret_and_no_labels(database, 
 
 
 async def test_an_existing_shop_is_returned_as_it_is(database):
+    await ensure_shop(database, "zeta", "Zeta Ltd.", "GBP")
     first, _ = await ensure_shop(database, "acme", "ACME Inc.", "EUR")
     again, created = await ensure_shop(database, "acme", "Other Name", "USD")
     assert created is False
     assert again == first
-    assert await database.shops.count_documents({}) == 1
+    assert await database.shops.count_documents({}) == 2
 
 
 async def test_a_shop_and_its_secret_are_read_or_none(database):
