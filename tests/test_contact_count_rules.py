@@ -70,7 +70,11 @@ async def test_no_change_stores_nothing(database, deltas):
 
 @pytest.mark.parametrize(
     ("deltas", "named"),
-    [({"VISITOR": 1}, "VISITOR"), ({"LEAD": 1, "lead": 1, "Guest": 1}, "Guest")],
+    [
+        ({"VISITOR": 1}, "VISITOR"),
+        ({"LEAD": 1, "lead": 1, "Guest": 1}, "Guest"),
+        ({"VISITOR": 1, None: 1}, "None"),  # a contact stored without a kind
+    ],
 )
 async def test_an_unknown_kind_is_refused_by_its_name_and_nothing_is_stored(
     database, deltas, named
@@ -238,6 +242,26 @@ async def test_a_fold_whose_write_fails_loses_no_part(database, monkeypatch, cap
     assert await parts(database) == before
 
 
+async def test_a_fold_whose_last_reply_is_lost_changes_nothing(database, monkeypatch):
+    await add_parts(database, {"LEAD": 1}, {"CUSTOMER": 1}, {"LEAD": 2})
+    before = await parts(database)
+    counters = database.db["contact_counts"]
+
+    class ReplyLost:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(counters, name)
+
+        async def insert_one(self, *args: Any, **kwargs: Any) -> None:
+            await counters.insert_one(*args, **kwargs)
+            raise PyMongoError("connection reset")
+
+    monkeypatch.setattr(type(database), "contact_counts", property(lambda _: ReplyLost()))
+    await compact(database, SHOP)
+
+    monkeypatch.undo()
+    assert await parts(database) == before
+
+
 async def test_one_part_is_left_as_it_is(database):
     await add_parts(database, {"LEAD": 1})
     before = await database.contact_counts.find({}).to_list()
@@ -262,7 +286,8 @@ async def test_a_fold_that_fails_changes_nothing_and_is_logged(database, monkeyp
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
         ("WARNING", "contact counters of shop acme not compacted this time")
     ]
-    assert caplog.records[0].exc_info is not None
+    exc_info = caplog.records[0].exc_info  # the cause, for the operator
+    assert exc_info and str(exc_info[1]) == "connection closed"
 
 
 # -- rebuilding ------------------------------------------------------------------
