@@ -160,15 +160,40 @@ async def test_a_canceled_order_is_never_reopened(database):
 # -- reports in the shop's order -------------------------------------------------
 
 
-async def test_a_report_older_than_the_last_applied_changes_nothing(database):
+async def test_a_refund_on_a_canceled_order_logs_no_second_cancel(database):
+    contact_id = await stored_contact(database, orderCount=0, totalSpent=Decimal128("0"))
+    order = await stored_order(database, contact_id, status="CANCELED")
+    before = await contact(database, contact_id)
+
+    _, grown = await change(database, order, status="CANCELED", refunded=Decimal("25.00"))
+
+    assert grown is None
+    assert await contact(database, contact_id) == before
+
+
+async def test_a_report_older_than_the_last_applied_changes_nothing(database, commands):
     order = await stored_order(database, None, shopUpdatedAt=day(2))
+    commands.reset()
 
     changed, grown = await change(
         database, order, status="FULFILLED", reported_at=day(2) - dt.timedelta(milliseconds=1)
     )
 
     assert (changed, grown) == (order, None)
+    assert commands.on("orders") == []  # not even tried
     assert await reread(database, order) == order
+
+
+async def test_a_report_as_old_as_the_last_applied_with_nothing_new_writes_nothing(
+    database, commands
+):
+    order = await stored_order(database, None, shopUpdatedAt=day(2), status="FULFILLED")
+    commands.reset()
+
+    changed, grown = await change(database, order, status="FULFILLED", reported_at=day(2))
+
+    assert (changed, grown) == (order, None)
+    assert commands.on("orders") == []
 
 
 async def test_a_report_as_old_as_the_last_applied_still_applies_its_change(database):
