@@ -203,6 +203,22 @@ async def test_an_erasure_leaves_only_the_id_in_the_person_s_earlier_events(data
     assert await counts(database) == counted(-1, -1, 0)
 
 
+async def test_an_erasure_scrubs_a_delivery_recorded_earlier_in_its_own_transaction(database):
+    await database.webhook_endpoints.insert_one(
+        {"shopId": SHOP, "enabled": True, "events": ["CONTACT_CREATED"]}
+    )
+    doc = {"_id": ANN, "kind": "LEAD", "email": "ann@example.com", "createdAt": AT}
+
+    async def work(session: Any) -> None:
+        await contacts_created(database, SHOP, [doc], session=session)
+        await contact_erased(database, SHOP, doc, session=session)
+
+    await in_transaction(database, work)
+
+    (delivery,) = await database.webhook_deliveries.find({}).to_list()
+    assert orjson.loads(delivery["body"])["data"] == {"id": contact_gid(ANN)}
+
+
 # -- merged --------------------------------------------------------------------------
 
 
@@ -306,7 +322,12 @@ async def test_nothing_is_recorded_when_the_write_s_transaction_fails(database):
         await contact_erased(database, SHOP, {"_id": BOB, "kind": "LEAD"}, session=session)
         await contacts_deleted(database, SHOP, [{"_id": CAT, "kind": "LEAD"}], session=session)
         await contacts_merged(
-            database, SHOP, {"_id": ANN, "kind": "LEAD"}, "LEAD", [], session=session
+            database,
+            SHOP,
+            {"_id": ANN, "kind": "CUSTOMER"},
+            "LEAD",
+            [{"_id": CAT, "kind": "LEAD"}],
+            session=session,
         )
         await contact_changed(database, SHOP, ANN, "LEAD", {"kind": "CUSTOMER"}, session=session)
         raise RuntimeError("the write failed")
