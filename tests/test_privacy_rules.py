@@ -8,6 +8,7 @@ and the exact state of every collection after an erasure.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 import time
@@ -365,6 +366,38 @@ async def test_erasing_an_unknown_or_another_shop_s_contact_is_not_found(databas
     ]
     assert await database.contacts.count_documents({}) == 1
     assert (await database.orders.find_one({}))["contactId"] == ANN
+
+
+async def test_a_label_given_while_the_erasure_runs_is_counted_out_too(database, monkeypatch):
+    await database.contacts.insert_one(
+        {"_id": ANN, "shopId": SHOP, "emailKey": "ann@example.com", "kind": "LEAD"}
+    )
+    await database.labels.insert_one({"shopId": SHOP, "key": "vip", "contactCount": 0})
+    contacts = database.db["contacts"]
+    read, go = asyncio.Event(), asyncio.Event()
+
+    class ReadThenWait:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(contacts, name)
+
+        async def find_one(self, *args: Any, **kwargs: Any) -> Any:
+            found = await contacts.find_one(*args, **kwargs)
+            if not read.is_set():
+                read.set()
+                await go.wait()
+            return found
+
+    monkeypatch.setattr(type(database), "contacts", property(lambda _: ReadThenWait()))
+    erasure = asyncio.create_task(erase_contact(database, SHOP, ANN))
+    await read.wait()
+    # Another request labels the person after the erasure read them.
+    await contacts.update_one({"_id": ANN}, {"$set": {"labelKeys": ["vip"]}})
+    await database.labels.update_one({"key": "vip"}, {"$inc": {"contactCount": 1}})
+    go.set()
+    await erasure
+
+    assert await contacts.count_documents({}) == 0
+    assert (await database.labels.find_one({"key": "vip"}))["contactCount"] == 0
 
 
 async def test_an_erasure_that_fails_changes_nothing(database, monkeypatch):
