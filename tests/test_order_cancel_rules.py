@@ -235,6 +235,7 @@ async def test_a_report_without_a_time_applies_and_leaves_the_stored_time(databa
 
 async def test_an_order_reported_newer_meanwhile_is_answered_as_stored(database):
     # Read before a newer report landed: the filter refuses to undo it.
+    await stored_order(database, None)  # another order, stored first
     order = await stored_order(database, None, shopUpdatedAt=day(2))
     await database.orders.update_one({"_id": order["_id"]}, {"$set": {"shopUpdatedAt": day(5)}})
 
@@ -246,6 +247,7 @@ async def test_an_order_reported_newer_meanwhile_is_answered_as_stored(database)
 
 
 async def test_an_order_deleted_meanwhile_is_not_found(database):
+    await stored_order(database, None)  # another order, stored first
     order = await stored_order(database, None)
     await database.orders.delete_one({"_id": order["_id"]})
 
