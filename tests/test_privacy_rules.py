@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from bson import Decimal128, ObjectId
+from pymongo.errors import PyMongoError
 
 from resolvers import privacy
 from resolvers.errors import Refused
@@ -324,7 +325,9 @@ async def test_an_erasure_removes_the_person_and_keeps_the_books_without_them(da
     }
     assert labels == {(SHOP, "vip"): 4, (SHOP, "b2b"): 0, (SHOP, "new"): 2, (OTHER, "vip"): 9}
     erasures = await database.events.find({"type": "CONTACT_ERASED"}).to_list()
-    assert [(e["contactId"], e["data"]) for e in erasures] == [(ANN, {"id": contact_gid(ANN)})]
+    assert [(e["shopId"], e["contactId"], e["data"]) for e in erasures] == [
+        (SHOP, ANN, {"id": contact_gid(ANN)})
+    ]
 
 
 async def test_the_same_placeholder_on_every_order_but_a_new_one_per_erasure(database):
@@ -398,6 +401,35 @@ async def test_a_label_given_while_the_erasure_runs_is_counted_out_too(database,
 
     assert await contacts.count_documents({}) == 0
     assert (await database.labels.find_one({"key": "vip"}))["contactCount"] == 0
+
+
+async def test_an_erasure_that_fails_at_its_last_write_changes_nothing(database, monkeypatch):
+    await stored_person(database)
+    await database.labels.insert_many(
+        [{"shopId": SHOP, "key": key, "contactCount": 3} for key in ("vip", "b2b")]
+    )
+    names = ("contacts", "orders", "messages", "labels", "events", "contact_counts")
+    before = {name: await database.db[name].find({}).to_list() for name in names}
+    labels = database.db["labels"]
+    updates: list[Any] = []
+
+    class FailsOnSecond:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(labels, name)
+
+        async def update_one(self, *args: Any, **kwargs: Any) -> Any:
+            updates.append(args[0])
+            if len(updates) == 2:
+                raise PyMongoError("connection reset")
+            return await labels.update_one(*args, **kwargs)
+
+    monkeypatch.setattr(type(database), "labels", property(lambda _: FailsOnSecond()))
+    with pytest.raises(PyMongoError):
+        await erase_contact(database, SHOP, ANN)
+    monkeypatch.undo()
+
+    assert len(updates) == 2
+    assert {name: await database.db[name].find({}).to_list() for name in names} == before
 
 
 async def test_an_erasure_that_fails_changes_nothing(database, monkeypatch):
