@@ -16,8 +16,8 @@ from conftest import OTHER_SHOP, SHOP
 from list_factories import add_contacts, contact_doc
 
 from loaders.activity import ActivityQuery
-from loaders.container import Loaders
 from loaders.contact_records import CountKey, PageKey
+from loaders.container import Loaders
 from loaders.segments import match_key
 from resolvers.validation import email_key
 
