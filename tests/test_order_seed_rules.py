@@ -231,6 +231,18 @@ GOLDEN_SEED_7 = [
 ]
 
 
+async def test_a_fixed_seed_gives_fixed_status_shares_within_two_years(database):
+    # 300 orders of seed 1: mostly fulfilled, some open, few canceled, none older than two years.
+    [doc] = await inserted(database, [contact_doc(1)])
+
+    await seed_orders(database, SHOP, [doc], 300, random.Random(1))
+
+    orders = await orders_of(database, doc["_id"])
+    assert Counter(o["status"] for o in orders) == {"FULFILLED": 250, "OPEN": 37, "CANCELED": 13}
+    assert orders[0]["placedAt"] >= EARLIEST
+    assert (NOW - orders[0]["placedAt"]) // dt.timedelta(minutes=1) == 1_050_254
+
+
 async def test_the_orders_are_in_the_shops_currency(database):
     await database.shops.insert_one({"_id": SHOP, "currency": "USD"})
     docs = await inserted(database, [contact_doc(1)])
@@ -504,3 +516,22 @@ async def test_no_contacts_writes_nothing(database):
     assert await database.orders.count_documents({}) == 0
     assert await counter_parts(database) == []
     assert await database.shops.find_one({"_id": SHOP}) == {"_id": SHOP, "name": "Acme"}
+
+
+async def test_a_failure_after_the_counters_moved_leaves_them_unmoved(database, monkeypatch):
+    # The counter change is written in the transaction: when the seeding fails at its end, it goes too.
+    real = order_seed.count_contacts
+
+    async def count_then_fail(*args: Any, **kwargs: Any) -> None:
+        await real(*args, **kwargs)
+        raise RuntimeError("lost at commit")
+
+    monkeypatch.setattr(order_seed, "count_contacts", count_then_fail)
+    docs = await inserted(database, [contact_doc(1, "LEAD")])
+
+    with pytest.raises(RuntimeError, match="lost at commit"):
+        await seed_orders(database, SHOP, docs, 2, random.Random(1))
+
+    assert await counter_parts(database) == []
+    assert await database.orders.count_documents({}) == 0
+    assert await stored_contact(database, docs[0]["_id"]) == docs[0]
