@@ -243,6 +243,21 @@ async def test_the_raw_pipeline_lists_ten_labels_by_default(database):
     assert rows[0]["totals"][0]["contacts"] == 1
 
 
+async def test_the_raw_pipeline_lists_months_oldest_first(database):
+    # Written newest first: the months come sorted by the pipeline, not by chance.
+    created = [on(2025, 7), on(2024, 2), on(2025, 1), on(2023, 12), on(2024, 2)]
+    await add_contacts(
+        database, *[contact_doc(f"m{i}@x.test", created=c) for i, c in enumerate(created)]
+    )
+    rows = await (await database.contacts.aggregate(stats_pipeline(MINE))).to_list()
+    assert [(row["_id"], row["n"]) for row in rows[0]["months"]] == [
+        ("2023-12", 1),
+        ("2024-02", 2),
+        ("2025-01", 1),
+        ("2025-07", 1),
+    ]
+
+
 async def test_label_names_are_read_only_for_the_listed_keys(database, commands):
     await name_labels(database, {"vip": "VIP"})
     await add_contacts(database, labelled("a@x.test", ["vip"]))
