@@ -104,6 +104,9 @@ FOCUSED_TESTS: dict[str, list[str]] = {
     "loaders/orders.py": ["tests/test_contact_records_rules.py"],
     "loaders/contact_stream.py": ["tests/test_contact_stream_rules.py"],
     "loaders/segments.py": ["tests/test_segment_loader_rules.py"],
+    "resolvers/order_seed.py": ["tests/test_order_seed_rules.py"],
+    "loaders/stats.py": ["tests/test_stats_loader_rules.py"],
+    "loaders/container.py": ["tests/test_loader_container_rules.py"],
 }
 
 # A mutant the tests noticed, by mutmut's status names (mutmut.stats).
