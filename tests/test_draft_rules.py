@@ -30,7 +30,8 @@ from resolvers.events import contact_gid
 from resolvers.order_input import DraftData, LineItemData
 from resolvers.shops import ensure_shop
 
-T0 = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
+# Far ahead on purpose: the TTL monitor deletes what expired before now, mid-test.
+T0 = dt.datetime(2126, 1, 5, 9, 0, tzinfo=dt.UTC)
 AUTHOR = "Sam Staff"
 ADDRESS = {"line1": "1 Main St", "city": "Springfield", "zip": "12345", "country": "US"}
 CONTACT_NOT_FOUND = [(("contactId",), "Contact not found.", "NOT_FOUND")]
@@ -51,7 +52,7 @@ def problems(refusal: pytest.ExceptionInfo[Refused]) -> list[tuple[Any, str, str
 @pytest.fixture
 def moment(monkeypatch: pytest.MonkeyPatch) -> dt.datetime:
     """The drafts' clock held at one instant."""
-    at = dt.datetime(2026, 3, 1, 12, 30, 15, 250_000, tzinfo=dt.UTC)
+    at = dt.datetime(2126, 3, 1, 12, 30, 15, 250_000, tzinfo=dt.UTC)
     monkeypatch.setattr(draft_rules, "utc_now", lambda: at)
     return at
 
@@ -315,7 +316,7 @@ async def test_a_bad_draft_is_refused_with_every_problem_and_writes_nothing(data
 
 @pytest.mark.parametrize(("kind", "logged"), [("CUSTOMER", 1), ("LEAD", 2)])
 async def test_a_draft_that_fills_the_log_moves_the_oldest_entries_to_the_archive(
-    database, kind, logged
+    database, moment, kind, logged
 ):
     await shop_with(database, "EUR")
     oid = await stored_contact(database, kind, entries=SPILL_AT - logged)

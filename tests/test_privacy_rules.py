@@ -25,8 +25,9 @@ from resolvers.events import contact_gid
 from resolvers.privacy import data_export, erase_contact, erased_email, json_safe
 
 SHOP, OTHER = "acme", "other"
-NOW = dt.datetime(2026, 4, 1, 8, 30, 0, 125_000, tzinfo=dt.UTC)
-T0 = dt.datetime(2026, 1, 1, 10, 0, tzinfo=dt.UTC)
+# Far ahead on purpose: the TTL monitor deletes what expired before now, mid-test.
+NOW = dt.datetime(2126, 4, 1, 8, 30, 0, 125_000, tzinfo=dt.UTC)
+T0 = dt.datetime(2126, 1, 1, 10, 0, tzinfo=dt.UTC)
 ANN, BOB = ObjectId("65a1b2c3d4e5f60718293a01"), ObjectId("65a1b2c3d4e5f60718293a02")
 PLACEHOLDER = re.compile(r"^erased-[0-9a-f]{24}@erased\.invalid$")
 
@@ -56,12 +57,12 @@ def entry(kind: str, minutes: int, **fields: Any) -> dict[str, Any]:
         (Decimal("0.000001"), "0.000001"),
         (Decimal("2.5E+3"), "2500"),
         (
-            dt.datetime(2026, 1, 5, 10, 12, 3, 481_999),
-            "2026-01-05T10:12:03.481+00:00",
+            dt.datetime(2126, 1, 5, 10, 12, 3, 481_999),
+            "2126-01-05T10:12:03.481+00:00",
         ),  # naive: UTC
         (
-            dt.datetime(2026, 1, 5, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=2))),
-            "2026-01-05T10:00:00.000+00:00",
+            dt.datetime(2126, 1, 5, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+            "2126-01-05T10:00:00.000+00:00",
         ),
         (
             {1: "a", "b": [ObjectId("65a1b2c3d4e5f60718293a02")]},
@@ -82,13 +83,13 @@ def test_times_are_utc_whatever_the_server_s_zone(monkeypatch):
     monkeypatch.setenv("TZ", "Europe/Berlin")
     time.tzset()
     try:
-        naive = json_safe(dt.datetime(2026, 1, 5, 10, 12, 3))
-        aware = json_safe(dt.datetime(2026, 7, 5, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=5))))
+        naive = json_safe(dt.datetime(2126, 1, 5, 10, 12, 3))
+        aware = json_safe(dt.datetime(2126, 7, 5, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=5))))
     finally:
         monkeypatch.undo()
         time.tzset()
 
-    assert (naive, aware) == ("2026-01-05T10:12:03.000+00:00", "2026-07-05T07:00:00.000+00:00")
+    assert (naive, aware) == ("2126-01-05T10:12:03.000+00:00", "2126-07-05T07:00:00.000+00:00")
 
 
 def test_an_erased_address_is_random_and_can_never_be_delivered():
@@ -226,15 +227,15 @@ async def test_an_export_holds_everything_of_the_person_and_nothing_of_anyone_el
     export = await data_export(database, SHOP, ANN)
 
     assert export is not None
-    assert export["exportedAt"] == "2026-04-01T08:30:00.125+00:00"
+    assert export["exportedAt"] == "2126-04-01T08:30:00.125+00:00"
     assert export["contact"]["_id"] == str(ANN)
     assert export["contact"]["totalSpent"] == "42.50"
     assert "activity" not in export["contact"]  # its entries are listed apart, with the archive
     assert [(e["kind"], e["at"]) for e in export["activity"]] == [
-        ("NOTE", "2026-01-01T10:30:00.000+00:00"),
-        ("NOTE", "2026-01-01T10:20:00.000+00:00"),
-        ("ORDER_PLACED", "2026-01-01T10:10:00.000+00:00"),
-        ("CREATED", "2026-01-01T10:01:00.000+00:00"),
+        ("NOTE", "2126-01-01T10:30:00.000+00:00"),
+        ("NOTE", "2126-01-01T10:20:00.000+00:00"),
+        ("ORDER_PLACED", "2126-01-01T10:10:00.000+00:00"),
+        ("CREATED", "2126-01-01T10:01:00.000+00:00"),
     ]
     assert [e["text"] for e in export["notes"]] == ["called", "old"]
     mine = ["o-linked", "o-unlinked", "o-tie-1", "o-tie-2", "o-linked-late"]
@@ -247,7 +248,7 @@ async def test_an_export_holds_everything_of_the_person_and_nothing_of_anyone_el
         "by contact",
     ]
     assert export["consentHistory"] == [
-        {"state": "SUBSCRIBED", "at": "2026-01-01T10:05:00.000+00:00"}
+        {"state": "SUBSCRIBED", "at": "2126-01-01T10:05:00.000+00:00"}
     ]
 
 

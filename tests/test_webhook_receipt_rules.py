@@ -35,7 +35,8 @@ from resolvers.webhook_receipts import (
     claim_delivery,
 )
 
-T0 = dt.datetime(2026, 4, 1, 10, 0, 0, 125_000, tzinfo=dt.UTC)
+# Far ahead on purpose: the TTL monitor deletes what expired before now, mid-test.
+T0 = dt.datetime(2126, 4, 1, 10, 0, 0, 125_000, tzinfo=dt.UTC)
 MS = dt.timedelta(milliseconds=1)
 
 
