@@ -43,7 +43,9 @@ MS = dt.timedelta(milliseconds=1)
 
 def person(email: str, *, drop: tuple[str, ...] = (), **fields: Any) -> dict[str, Any]:
     """A contact of SHOP as stored; `drop` leaves out fields older documents lack."""
-    details = {k: fields.pop(k) for k in ("firstName", "lastName", "company") if k in fields}
+    details: dict[str, Any] = {
+        k: fields.pop(k) for k in ("firstName", "lastName", "company") if k in fields
+    }
     doc = new_contact(
         SHOP,
         email,
@@ -267,7 +269,7 @@ class Reporting:
 async def test_the_embedded_server_is_recognised_by_its_build_info(monkeypatch, info, workaround):
     monkeypatch.setattr(loaders_contacts, "_lte_as_lt_or_eq", not workaround)
     server = Reporting(info)
-    await adapt_to_server(Database(server))  # type: ignore[arg-type]
+    await adapt_to_server(Database(server))
     assert server.asked == ["buildInfo"]
     assert loaders_contacts._lte_as_lt_or_eq is workaround
 
