@@ -24,7 +24,7 @@ from resolvers.contact_counts import contact_totals
 from resolvers.contacts import new_contact
 from resolvers.errors import Problem, Refused
 from resolvers.events import contact_gid
-from resolvers.order_input import LineItemData, OrderData
+from resolvers.order_input import LineItemData, OrderData, check_order
 from resolvers.order_record import record_order, settle_currency
 
 SHOP = "acme"
@@ -597,14 +597,20 @@ async def test_details_an_order_repeats_are_not_named_as_changed(database):
     ]
 
 
-async def test_one_changed_name_renames_the_contact(database):
+@pytest.mark.parametrize(
+    ("first", "last", "name_key", "term"),
+    [("Ann", "Smith", "ann smith", "smith"), ("Zoe", "Lee", "zoe lee", "zoe")],
+    ids=["last-name", "first-name"],
+)
+async def test_one_changed_name_renames_the_contact(database, first, last, name_key, term):
     await stored_contact(database, firstName="Ann", lastName="Lee")
 
-    await record(database, report(first_name="Ann", last_name="Smith"))
+    await record(database, report(first_name=first, last_name=last))
 
     contact = await contact_of(database)
-    assert (contact["lastName"], contact["nameKey"], contact["rev"]) == ("Smith", "ann smith", 1)
-    assert "smith" in contact["searchTerms"] and "lee" not in contact["searchTerms"]
+    assert (contact["firstName"], contact["lastName"]) == (first, last)
+    assert (contact["nameKey"], contact["rev"]) == (name_key, 1)
+    assert term in contact["searchTerms"]
 
 
 async def test_locked_details_stay_but_the_account_flag_follows_the_newest_order(database):
@@ -987,3 +993,38 @@ async def test_a_sixth_duplicate_key_is_not_retried(database, monkeypatch):
 
     assert len(calls) == 5
     assert await database.orders.count_documents({}) == 0
+
+
+# -- inside the order's transaction ----------------------------------------------------
+
+
+async def in_one_transaction(database: Any, *reports: OrderData) -> list[order_record.Recorded]:
+    """The reports recorded one after another in a single transaction, after Ann is inserted in it."""
+
+    async def work(session: Any) -> list[order_record.Recorded]:
+        ann = new_contact(SHOP, "Ann@example.com", "ann@example.com", "LEAD", {}, day(-30))
+        await database.contacts.insert_one(ann, session=session)
+        return [
+            await order_record._record_once(database, SHOP, check_order(r, NOW), NOW, session)
+            for r in reports
+        ]
+
+    return await activity.in_transaction(database, work)
+
+
+async def test_the_order_lands_on_the_contact_its_own_transaction_wrote(database):
+    [recorded] = await in_one_transaction(database, report())
+
+    contact = await contact_of(database)
+    assert recorded.order["contactId"] == contact["_id"]
+    assert (contact["kind"], contact["orderCount"]) == ("CUSTOMER", 1)
+    assert await database.contacts.count_documents({}) == 1
+
+
+async def test_a_report_again_in_the_same_transaction_is_a_replay(database):
+    first, again = await in_one_transaction(database, report(), report(status="FULFILLED"))
+
+    assert (first.created, again.created) == (True, False)
+    assert again.order["_id"] == first.order["_id"]
+    assert (await order_of(database))["status"] == "FULFILLED"
+    assert await database.orders.count_documents({}) == 1
