@@ -104,13 +104,16 @@ INDEX_TABLE: dict[str, dict[str, dict[str, object]]] = {
     },
 }
 
+# The test server answers at once: a client that cannot find it fails in seconds, not 30.
+QUICK = 5000
+
 EVERY_INDEX = [f"{c}.{name}" for c, names in INDEX_TABLE.items() for name in names]
 
 
 @pytest.fixture
 async def fresh(mongodb_uri: str) -> AsyncIterator[Database]:
     """An empty database of its own on the test server, dropped afterwards."""
-    client = connect(mongodb_uri)
+    client = connect(mongodb_uri, serverSelectionTimeoutMS=QUICK)
     database = Database(client[f"contactgraph_mongo_{os.getpid()}_{uuid.uuid4().hex[:8]}"])
     yield database
     await client.drop_database(database.db.name)
@@ -133,7 +136,7 @@ async def indexes_of(database: Database, collection: str) -> dict[str, dict[str,
 
 
 async def test_datetimes_come_back_as_the_same_utc_instant(mongodb_uri, fresh):
-    client = connect(mongodb_uri)
+    client = connect(mongodb_uri, serverSelectionTimeoutMS=QUICK)
     try:
         shops = Database(client[fresh.db.name]).shops
         await shops.insert_one({"_id": "s", "at": T0})
@@ -148,7 +151,7 @@ async def test_datetimes_come_back_as_the_same_utc_instant(mongodb_uri, fresh):
 
 
 async def test_the_client_reaches_the_server_its_uri_names(mongodb_uri):
-    client = connect(mongodb_uri, serverSelectionTimeoutMS=3000)
+    client = connect(mongodb_uri, serverSelectionTimeoutMS=QUICK)
     try:
         assert (await client.admin.command("ping"))["ok"] == 1
         reached = set(client.topology_description.server_descriptions())
