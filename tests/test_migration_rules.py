@@ -19,7 +19,7 @@ import pytest
 from bson import ObjectId
 from conftest import OTHER_SHOP, SHOP
 from list_factories import add_contacts, at, contact_doc, order_doc
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, MongoClient
 
 from loaders.mongo import Database, ensure_indexes, missing_indexes
 from resolvers import migrations
@@ -71,15 +71,22 @@ TIMES = ("firstOrderAt", "lastOrderAt")
 # --- repair_order_dates -----------------------------------------------------------------
 
 
-async def test_null_last_order_and_archive_times_go_even_where_the_first_is_not_null(database):
+async def test_null_last_order_and_archive_times_go_even_where_the_first_is_not_null(
+    database, commands
+):
     # Only null first order times are repaired from the orders; the other nulls just go.
     no_first = contact_doc("a@example.com", lastOrderAt=None, activityArchivedAt=None)
     kept = contact_doc(
         "b@example.com", orders=1, firstOrderAt=at(1), lastOrderAt=at(2), activityArchivedAt=at(3)
     )
     await add_contacts(database, no_first, kept)
+    commands.reset()
 
     assert await repair_order_dates(database) == 0
+
+    # No null first order time: one look, and no order is read.
+    assert commands.on("contacts") == ["update", "update", "find"]
+    assert commands.on("orders") == []
 
     assert await stored(database, no_first) == without(
         no_first, "lastOrderAt", "activityArchivedAt"
@@ -133,7 +140,14 @@ async def test_the_repair_reads_the_orders_once_per_batch_and_the_contacts_once(
     assert await repair_order_dates(database) == 5
 
     assert commands.on("orders") == ["aggregate"] * 3  # batches of 2, 2 and 1
-    assert commands.on("contacts").count("find") == 1
+    # The nulls go first; then one read of the contacts, BATCH at a time, each batch
+    # repaired before the next is fetched.
+    assert commands.on("contacts") == [
+        *("update", "update"),
+        *("find", "update", "update"),
+        *("getMore", "update", "update"),
+        *("getMore", "update"),
+    ]
     for n, doc in enumerate(docs):
         assert without(await stored(database, doc), "_id") == {
             **without(doc, "_id"),
@@ -331,9 +345,37 @@ async def test_messages_are_keyed_in_batches(database, commands, monkeypatch):
 
     assert await key_message_addresses(database) == 5
 
-    assert commands.on("messages").count("update") == 3
+    # One read, BATCH messages at a time, each batch written before the next is fetched.
+    assert commands.on("messages") == [
+        *("find", "update"),
+        *("getMore", "update"),
+        *("getMore", "update"),
+    ]
     keys = {m["_id"]: m["toKey"] async for m in database.messages.find({})}
     assert keys == {m["_id"]: f"p{n}@example.com" for n, m in enumerate(messages)}
+
+
+async def test_a_message_keyed_meanwhile_is_left_as_it_is(database, mongodb_uri, monkeypatch):
+    ann = {"_id": ObjectId(), "shopId": SHOP, "to": "Ann@Example.com"}
+    bob = {"_id": ObjectId(), "shopId": SHOP, "to": "Bob@Example.com"}
+    await database.messages.insert_many([ann, bob])
+    real = migrations.email_key
+
+    def keyed_by_another_run(address: str) -> str:
+        # Another worker's run of the same migration keys Ann's message first.
+        if address == ann["to"]:
+            with MongoClient(mongodb_uri) as client:
+                client[database.db.name].messages.update_one(
+                    {"_id": ann["_id"]}, {"$set": {"toKey": "ann@example.com"}}
+                )
+        return real(address)
+
+    monkeypatch.setattr(migrations, "email_key", keyed_by_another_run)
+
+    assert await key_message_addresses(database) == 1
+
+    keys = {m["_id"]: m["toKey"] async for m in database.messages.find({})}
+    assert keys == {ann["_id"]: "ann@example.com", bob["_id"]: "bob@example.com"}
 
 
 async def test_a_full_last_batch_of_messages_is_written_once(database, commands, monkeypatch):
