@@ -319,10 +319,13 @@ def test_a_refusal_says_all_its_problems_in_its_text():
 # -- the per-minute count behind the rate limit ------------------------------
 
 
+# A whole minute tomorrow, fixed once: counters of a future window outlive any test, and
+# no test sees the real clock turn to the next minute between two of its calls.
+TOMORROW = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).replace(second=0, microsecond=0)
+
+
 def minute(offset_seconds: float = 0) -> dt.datetime:
-    """A whole minute tomorrow plus an offset: counters of a future window outlive any test."""
-    start = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).replace(second=0, microsecond=0)
-    return start + dt.timedelta(seconds=offset_seconds)
+    return TOMORROW + dt.timedelta(seconds=offset_seconds)
 
 
 async def test_calls_are_counted_up_to_the_limit_and_the_next_is_refused(database):
@@ -391,12 +394,13 @@ async def test_each_shop_and_client_has_its_own_count(database):
 
 
 async def test_without_a_time_the_count_is_of_the_current_minute(database, monkeypatch):
-    monkeypatch.setattr(forms_rules, "utc_now", lambda: minute(45))
+    at = minute(45)
+    monkeypatch.setattr(forms_rules, "utc_now", lambda: at)
     assert await count_hit(database, SHOP, "form:x", 1) == 1
     with pytest.raises(RateLimited, match=r"try again in 15 seconds\.$"):
         await count_hit(database, SHOP, "form:x", 1)
     stored = await database.rate_limits.find_one({})
-    assert stored["window"] == int(minute().timestamp()) // 60
+    assert stored["window"] == int(at.timestamp()) // 60
 
 
 class Racing:
