@@ -319,7 +319,7 @@ async def test_an_unwanted_index_goes_whatever_its_options(scratch):
 # --- key_message_addresses -------------------------------------------------------------
 
 
-async def test_only_messages_with_an_address_and_without_a_key_are_keyed(database):
+async def test_only_messages_with_an_address_and_without_a_key_are_keyed(database, commands):
     earlier = {"_id": ObjectId(), "shopId": SHOP, "to": "Ann.Lee@Example.COM"}
     keyed = {"_id": ObjectId(), "shopId": SHOP, "to": "Bob@Example.com", "toKey": "kept@example"}
     no_address = {"_id": ObjectId(), "shopId": SHOP, "to": None}
@@ -335,6 +335,10 @@ async def test_only_messages_with_an_address_and_without_a_key_are_keyed(databas
         no_address["_id"]: no_address,
         missing["_id"]: missing,
     }
+    # Run again, it finds nothing to write.
+    commands.reset()
+    assert await key_message_addresses(database) == 0
+    assert commands.on("messages") == ["find"]
 
 
 async def test_messages_are_keyed_in_batches(database, commands, monkeypatch):
