@@ -107,6 +107,7 @@ FOCUSED_TESTS: dict[str, list[str]] = {
     "resolvers/order_seed.py": ["tests/test_order_seed_rules.py"],
     "loaders/stats.py": ["tests/test_stats_loader_rules.py"],
     "loaders/container.py": ["tests/test_loader_container_rules.py"],
+    "loaders/mongo.py": ["tests/test_mongo_rules.py"],
 }
 
 # A mutant the tests noticed, by mutmut's status names (mutmut.stats).
