@@ -121,6 +121,18 @@ def _written_entries(change: Doc) -> list[Doc]:
     return sorted(entries, key=lambda e: (e["at"], e["_id"]))
 
 
+async def _stop(task: asyncio.Task[None]) -> None:
+    """Cancel the stream and wait until it is gone.
+
+    A stream that failed has logged its fault and ended its subscriptions:
+    the last subscriber leaving, or the process shutting down, must not
+    fail with it.
+    """
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+
+
 @dataclass(eq=False)
 class _Listener:
     contact_id: ObjectId
@@ -204,9 +216,7 @@ class ActivityFeed:
             if task is not None:
                 self._task = None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await _stop(task)
 
     async def close(self) -> None:
         async with self._lock:
@@ -216,9 +226,7 @@ class ActivityFeed:
             self._listeners.clear()
             task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await _stop(task)
 
     def _dispatch(self, change: Doc) -> None:
         contact_id = (change.get("documentKey") or {}).get("_id")
