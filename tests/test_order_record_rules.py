@@ -901,6 +901,47 @@ async def test_the_same_report_again_changes_nothing(database):
     assert await everything(database) == before
 
 
+async def test_a_replay_stores_a_new_refund(database):
+    await record(database, report())
+
+    again = await record(database, report(refunded=Decimal("5.50")))
+
+    assert again.order["refunded"] == Decimal128("5.50")
+    assert (await order_of(database))["refunded"] == Decimal128("5.50")
+
+
+async def test_a_replay_older_than_the_report_applied_last_changes_nothing(database):
+    await record(database, report(updated_at=day(2)))
+    applied = await order_of(database)
+
+    older = await record(database, report(status="CANCELED", updated_at=day(1)))
+
+    assert older.order == applied
+    assert await order_of(database) == applied
+
+    newer = await record(database, report(status="FULFILLED", updated_at=day(3)))
+
+    assert (newer.order["status"], newer.order["shopUpdatedAt"]) == ("FULFILLED", day(3))
+    assert await order_of(database) == newer.order
+
+
+async def test_a_replay_that_fails_before_the_commit_changes_nothing(database, monkeypatch):
+    await record(database, report())
+    before = await everything(database)
+    real = order_record.change_order
+
+    async def then_stop(*args: Any, **kwargs: Any) -> Any:
+        await real(*args, **kwargs)
+        raise Stop
+
+    monkeypatch.setattr(order_record, "change_order", then_stop)
+
+    with pytest.raises(Stop):
+        await record(database, report(status="CANCELED", refunded=Decimal("5.00")))
+
+    assert await everything(database) == before
+
+
 async def test_another_shop_s_order_and_contact_are_not_this_shop_s(database):
     theirs = await record_order(database, OTHER, report(first_name="Other"), shop_currency="EUR")
     their_contact = await database.contacts.find_one({"shopId": OTHER})
