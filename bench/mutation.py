@@ -109,6 +109,7 @@ FOCUSED_TESTS: dict[str, list[str]] = {
     "loaders/container.py": ["tests/test_loader_container_rules.py"],
     "loaders/mongo.py": ["tests/test_mongo_rules.py"],
     "resolvers/messages.py": ["tests/test_messages_rules.py"],
+    "loaders/activity_feed.py": ["tests/test_activity_feed_rules.py"],
 }
 
 # A mutant the tests noticed, by mutmut's status names (mutmut.stats).
