@@ -422,6 +422,7 @@ async def test_a_lead_s_first_order_converts_it_and_takes_its_details(database, 
     contact = await contact_of(database)
     order = await order_of(database)
     assert order["contactId"] == lead["_id"]
+    assert recorded.order == order
     assert recorded.contact is None and recorded.created is True
     assert recorded.logged == {"_id": lead["_id"], "activityEmbedded": 2}
     assert {
