@@ -110,6 +110,7 @@ FOCUSED_TESTS: dict[str, list[str]] = {
     "loaders/mongo.py": ["tests/test_mongo_rules.py"],
     "resolvers/messages.py": ["tests/test_messages_rules.py"],
     "loaders/activity_feed.py": ["tests/test_activity_feed_rules.py"],
+    "resolvers/migrations.py": ["tests/test_migration_rules.py", "tests/test_migrations.py"],
 }
 
 # A mutant the tests noticed, by mutmut's status names (mutmut.stats).
