@@ -111,6 +111,7 @@ FOCUSED_TESTS: dict[str, list[str]] = {
     "resolvers/messages.py": ["tests/test_messages_rules.py"],
     "loaders/activity_feed.py": ["tests/test_activity_feed_rules.py"],
     "resolvers/migrations.py": ["tests/test_migration_rules.py", "tests/test_migrations.py"],
+    "resolvers/activity.py": ["tests/test_activity_rules.py"],
 }
 
 # A mutant the tests noticed, by mutmut's status names (mutmut.stats).
