@@ -112,6 +112,7 @@ FOCUSED_TESTS: dict[str, list[str]] = {
     "loaders/activity_feed.py": ["tests/test_activity_feed_rules.py"],
     "resolvers/migrations.py": ["tests/test_migration_rules.py", "tests/test_migrations.py"],
     "resolvers/activity.py": ["tests/test_activity_rules.py"],
+    "loaders/contacts.py": ["tests/test_contacts_loader_rules.py"],
 }
 
 # A mutant the tests noticed, by mutmut's status names (mutmut.stats).
