@@ -113,6 +113,7 @@ FOCUSED_TESTS: dict[str, list[str]] = {
     "resolvers/migrations.py": ["tests/test_migration_rules.py", "tests/test_migrations.py"],
     "resolvers/activity.py": ["tests/test_activity_rules.py"],
     "loaders/contacts.py": ["tests/test_contacts_loader_rules.py"],
+    "resolvers/order_record.py": ["tests/test_order_record_rules.py"],
 }
 
 # A mutant the tests noticed, by mutmut's status names (mutmut.stats).
