@@ -272,9 +272,12 @@ async def test_a_cursor_inside_a_bucket_keeps_only_its_older_entries(database):
     assert result.has_previous is True
     # A cursor at a bucket's oldest entry skips that bucket entirely.
     edge = (log[3]["at"], log[3]["_id"])
-    after_edge = await page(database, ActivityQuery(oid, 10, edge))
+    counting = CountingDatabase(database)
+    after_edge = await page(counting, ActivityQuery(oid, 10, edge))
     assert texts(after_edge.entries) == ["entry 2", "entry 1", "entry 0"]
     assert after_edge.has_next is False
+    assert len(counting.activity_archive.finds) == 2
+    assert len(counting.activity_archive.finds[1]["_id"]["$in"]) == 1
 
 
 async def test_a_cursor_at_a_shared_time_inside_the_archive(database):
@@ -309,10 +312,16 @@ async def test_buckets_without_the_kinds_asked_for_are_passed_over(database):
     orders = [entry("ORDER_PLACED", text=f"order {i}", at=at(10 + i)) for i in range(3)]
     forms = [entry("FORM_SUBMITTED", text=f"form {i}", at=at(20 + i)) for i in range(2)]
     oid = await stored_contact(database, forms, [notes, orders])
-    result = await page(database, ActivityQuery(oid, 2, None, ("NOTE",)))
+    counting = CountingDatabase(database)
+    result = await page(counting, ActivityQuery(oid, 2, None, ("NOTE",)))
     assert texts(result.entries) == ["note 2", "note 1"]
     assert result.has_next is True
     assert result.total_count == 3
+    # The bounds, then the notes' bucket alone: the newer orders' one is never read.
+    assert len(counting.activity_archive.finds) == 2
+    assert counting.activity_archive.finds[1]["_id"]["$in"] == [
+        (await database.activity_archive.find_one({"minAt": notes[0]["at"]}))["_id"]
+    ]
     rest = await page(database, ActivityQuery(oid, 5, None, ("NOTE",)))
     assert texts(rest.entries) == ["note 2", "note 1", "note 0"]
     assert rest.has_next is False
@@ -411,7 +420,7 @@ async def test_a_page_that_needs_two_buckets_reads_them_in_one_round(database):
     assert len(counting.activity_archive.finds[1]["_id"]["$in"]) == 2
 
 
-async def test_a_bucket_whose_kinds_fall_short_leads_to_a_second_round(database):
+async def test_buckets_are_chosen_by_their_entries_of_the_kinds_asked_for(database):
     mixed = [entry(KINDS[i % 2], text=f"m {i}", at=at(i)) for i in range(10, 14)]
     older = [entry("NOTE", text=f"o {i}", at=at(i)) for i in range(0, 3)]
     oid = await stored_contact(database, [], [older, mixed])
@@ -420,6 +429,45 @@ async def test_a_bucket_whose_kinds_fall_short_leads_to_a_second_round(database)
     assert texts(result.entries) == ["m 12", "m 10", "o 2"]
     assert result.has_next is True
     assert result.total_count == 5
+    # The newer bucket holds two notes, too few for the page: both are read at once.
+    assert len(counting.activity_archive.finds) == 2
+    assert len(counting.activity_archive.finds[1]["_id"]["$in"]) == 2
+
+
+async def test_a_bucket_spanning_older_times_does_not_hide_a_newer_one(database):
+    wide = [entry("NOTE", text=f"w {i}", at=at(i)) for i in (10, 2, 1)]
+    newer = [entry("NOTE", text=f"n {i}", at=at(i)) for i in (9, 8, 7)]
+    oid = await stored_contact(database, [], [wide, newer])
+    result = await page(database, ActivityQuery(oid, 2))
+    assert texts(result.entries) == ["w 10", "n 9"]
+    assert result.has_next is True
+    whole = await page(database, ActivityQuery(oid, 10))
+    assert texts(whole.entries) == ["w 10", "n 9", "n 8", "n 7", "w 2", "w 1"]
+
+
+async def test_a_bucket_emptied_by_deleted_entries_is_not_read(database):
+    log = log_of(6)
+    oid = await stored_contact(database, log[3:], [log[:3]])
+    emptied = bucket_of(SHOP, oid, log_of(2, start=20))
+    emptied.update(entries=[], count=0, kindCounts={})
+    await database.activity_archive.insert_one(emptied)
+    counting = CountingDatabase(database)
+    result = await page(counting, ActivityQuery(oid, 10))
+    assert texts(result.entries) == newest(log)
+    assert len(counting.activity_archive.finds) == 2
+    assert len(counting.activity_archive.finds[1]["_id"]["$in"]) == 1
+
+
+async def test_another_contacts_buckets_are_not_read_for_a_page(database):
+    theirs_log = log_of(6, start=100)
+    await stored_contact(database, theirs_log[3:], [theirs_log[:3]])
+    log = log_of(6)
+    oid = await stored_contact(database, log[3:], [log[:3]])
+    counting = CountingDatabase(database)
+    result = await page(counting, ActivityQuery(oid, 10))
+    assert texts(result.entries) == newest(log)
+    assert len(counting.activity_archive.finds) == 2
+    assert len(counting.activity_archive.finds[1]["_id"]["$in"]) == 1
 
 
 async def test_buckets_wider_than_their_entries_are_pruned_by_what_was_found(database):
