@@ -163,9 +163,10 @@ async def test_the_cursor_starts_strictly_after_the_entry_it_names(database):
 
 
 async def test_the_cursor_at_a_shared_time_keeps_only_the_smaller_ids(database):
+    # Written first, so its id is smaller than the cursor's though its time is later.
+    newer = entry("NOTE", text="newer", at=at(8))
     same = [entry("NOTE", text=f"tie {i}", at=at(7)) for i in range(4)]
     older = entry("NOTE", text="older", at=at(6))
-    newer = entry("NOTE", text="newer", at=at(8))
     oid = await stored_contact(database, [*same, older, newer])
     cursor = (at(7), same[2]["_id"])
     result = await page(database, ActivityQuery(oid, 10, cursor))
