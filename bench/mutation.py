@@ -114,6 +114,7 @@ FOCUSED_TESTS: dict[str, list[str]] = {
     "resolvers/activity.py": ["tests/test_activity_rules.py"],
     "loaders/contacts.py": ["tests/test_contacts_loader_rules.py"],
     "resolvers/order_record.py": ["tests/test_order_record_rules.py"],
+    "loaders/activity.py": ["tests/test_activity_loader_rules.py"],
 }
 
 # A mutant the tests noticed, by mutmut's status names (mutmut.stats).
