@@ -118,8 +118,9 @@ def build_email(message: Doc, sender: str) -> EmailMessage:
     mail["To"] = message["to"]
     mail["Subject"] = message["subject"]
     mail["Date"] = email.utils.format_datetime(message["createdAt"])
-    domain = email.utils.parseaddr(sender)[1].rpartition("@")[2] or "contactgraph"
-    mail["Message-ID"] = f"<{message['_id']}@{domain}>"
+    # A sender without a domain (a bare local name) gives no domain to borrow.
+    _, at_sign, domain = email.utils.parseaddr(sender)[1].rpartition("@")
+    mail["Message-ID"] = f"<{message['_id']}@{domain if at_sign and domain else 'contactgraph'}>"
     body = message["body"]
     url = message.get("unsubscribeUrl")
     if url:
