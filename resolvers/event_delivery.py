@@ -231,8 +231,11 @@ class EventDelivery:
         try:
             if not await self._waits_for_earlier(delivery, lease):
                 await self._attempt(delivery, lease)
-        finally:
+        except Exception:
             self._claimed.pop(lease, None)
+            raise
+        # Not on cancellation (a BaseException): a stop that cut this attempt gives the claim back.
+        self._claimed.pop(lease, None)
         return True
 
     def _mine(self, delivery: Doc, lease: ObjectId) -> Doc:
