@@ -18,9 +18,12 @@ from conftest import SHOP
 
 from graph.types.node import decode_id
 from resolvers import activity
+from resolvers import consent as consent_rules
 from resolvers.activity import EMBEDDED_KEEP, SPILL_AT
 from resolvers.consent import ConsentEvent, check_event, current_state, record_consent
+from resolvers.contacts import new_contact
 from resolvers.errors import Refused
+from resolvers.events import contact_gid
 
 CREATE = "mutation($email: String!) { contactCreate(input: {email: $email}) { contact { id } } }"
 UPDATE = """
@@ -399,3 +402,172 @@ async def test_a_checkout_yes_on_a_lead_without_consent_subscribes_it(api):
 
     assert (buyer["consent"]["state"], buyer["consent"]["source"]) == ("SUBSCRIBED", "CHECKOUT")
     assert buyer["consent"]["history"] == [checkout_event("A-3", T)]
+
+
+# -- the write itself, called directly -----------------------------------------
+
+SINGLE = "SINGLE_OPT_IN"
+
+
+async def stored_contact(database: Any, email: str, consent: dict | None = None) -> ObjectId:
+    doc = new_contact(SHOP, email, email, "LEAD", {}, T)
+    if consent is not None:
+        doc["consent"] = consent
+    await database.contacts.insert_one(doc)
+    return doc["_id"]
+
+
+async def consent_events(database: Any, oid: ObjectId) -> list[dict]:
+    found = database.events.find({"type": "CONSENT_CHANGED", "contactId": oid}, sort=[("_id", 1)])
+    return [event["data"] for event in await found.to_list()]
+
+
+def at(days: int) -> dt.datetime:
+    return T + dt.timedelta(days=days)
+
+
+async def test_a_late_event_joins_the_history_in_time_order_and_leaves_the_state(database):
+    oid = await stored_contact(database, "ann@example.com")
+    newest = ConsentEvent("SUBSCRIBED", at(0), "API", SINGLE, actor="Ann")
+    late = ConsentEvent("UNSUBSCRIBED", at(-2), "IMPORT", evidence="row 7")
+    later_but_still_late = ConsentEvent("PENDING", at(-1), "CONTACT_FORM", "UNKNOWN")
+
+    await record_consent(database, SHOP, oid, newest)
+    await record_consent(database, SHOP, oid, late)
+    after = await record_consent(database, SHOP, oid, later_but_still_late)
+
+    assert after is not None
+    stored = await database.contacts.find_one({"_id": oid})
+    for consent in (after["consent"], stored["consent"]):
+        assert consent["history"] == [late.to_doc(), later_but_still_late.to_doc(), newest.to_doc()]
+        assert (consent["state"], consent["optInLevel"], consent["at"], consent["source"]) == (
+            "SUBSCRIBED",
+            SINGLE,
+            at(0),
+            "API",
+        )
+    assert await consent_events(database, oid) == [
+        {
+            "id": contact_gid(oid),
+            "state": "SUBSCRIBED",
+            "previousState": "NOT_SUBSCRIBED",
+            "optInLevel": SINGLE,
+            "source": "API",
+            "at": at(0),
+        }
+    ]
+
+
+async def test_only_a_change_of_state_or_level_is_sent_as_consent_changed(database):
+    # Another contact, stored first, already holds the state this one is given.
+    await stored_contact(
+        database, "bob@example.com", {"state": "SUBSCRIBED", "optInLevel": SINGLE, "at": at(0)}
+    )
+    oid = await stored_contact(database, "ann@example.com")
+
+    steps = [
+        ConsentEvent("SUBSCRIBED", at(1), "API", SINGLE),
+        ConsentEvent("SUBSCRIBED", at(2), "ADMIN", SINGLE),  # the same state again
+        ConsentEvent("SUBSCRIBED", at(3), "API", "CONFIRMED_OPT_IN"),
+        ConsentEvent("SUBSCRIBED", at(4), "API", "CONFIRMED_OPT_IN"),  # the same level again
+        ConsentEvent("UNSUBSCRIBED", at(5), "UNSUBSCRIBE_LINK"),
+    ]
+    for event in steps:
+        await record_consent(database, SHOP, oid, event)
+
+    sent = await consent_events(database, oid)
+    assert [(e["previousState"], e["state"], e["optInLevel"], e["at"]) for e in sent] == [
+        ("NOT_SUBSCRIBED", "SUBSCRIBED", SINGLE, at(1)),
+        ("SUBSCRIBED", "SUBSCRIBED", "CONFIRMED_OPT_IN", at(3)),
+        ("SUBSCRIBED", "UNSUBSCRIBED", None, at(5)),
+    ]
+    assert len((await database.contacts.find_one({"_id": oid}))["consent"]["history"]) == 5
+
+
+async def test_an_event_that_cannot_be_sent_leaves_the_contact_as_it_was(database, monkeypatch):
+    oid = await stored_contact(database, "ann@example.com")
+    before = await database.contacts.find_one({"_id": oid})
+
+    async def outbox_down(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("outbox down")
+
+    monkeypatch.setattr(consent_rules, "emit", outbox_down)
+    with pytest.raises(RuntimeError, match="outbox down"):
+        await record_consent(database, SHOP, oid, ConsentEvent("SUBSCRIBED", at(1), "API"))
+
+    assert await database.contacts.find_one({"_id": oid}) == before
+    assert await database.events.count_documents({}) == 0
+
+
+async def test_a_late_event_in_a_transaction_that_fails_leaves_no_trace(database):
+    oid = await stored_contact(
+        database, "ann@example.com", {"state": "SUBSCRIBED", "optInLevel": None, "at": at(0)}
+    )
+    before = await database.contacts.find_one({"_id": oid})
+    late = ConsentEvent("UNSUBSCRIBED", at(-1), "API")
+
+    async def work(session: Any) -> None:
+        written = await consent_rules._record_consent(database, SHOP, oid, late, session)
+        assert written is not None and written["consent"]["history"] == [late.to_doc()]
+        raise RuntimeError("the caller's next write failed")
+
+    with pytest.raises(RuntimeError, match="next write failed"):
+        await activity.in_transaction(database, work)
+
+    assert await database.contacts.find_one({"_id": oid}) == before
+
+
+class RacingContacts:
+    """The contacts collection, with another client's write landing right after the first read."""
+
+    def __init__(self, contacts: Any, race: list[Any]) -> None:
+        self._contacts = contacts
+        self._race = race
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._contacts, name)
+
+    async def find_one(self, *args: Any, **kwargs: Any) -> Any:
+        found = await self._contacts.find_one(*args, **kwargs)
+        while self._race:
+            await self._race.pop()()
+        return found
+
+
+class RacingDatabase:
+    def __init__(self, database: Any, race: list[Any]) -> None:
+        self._database = database
+        self._race = race
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._database, name)
+
+    @property
+    def contacts(self) -> RacingContacts:
+        return RacingContacts(self._database.contacts, self._race)
+
+
+async def test_a_state_changed_while_the_event_was_being_written_is_the_one_it_replaces(
+    database,
+):
+    # The other write commits between this write's read of the state and its
+    # update: the transaction starts over and compares with what is stored now.
+    oid = await stored_contact(database, "ann@example.com")
+    checkout = ConsentEvent("SUBSCRIBED", at(0), "CHECKOUT", SINGLE)
+
+    async def checkout_subscribes() -> None:
+        await database.contacts.update_one(
+            {"_id": oid},
+            {
+                "$set": {"consent.state": "SUBSCRIBED", "consent.optInLevel": SINGLE},
+                "$push": {"consent.history": checkout.to_doc()},
+            },
+        )
+
+    racing = RacingDatabase(database, [checkout_subscribes])
+    event = ConsentEvent("SUBSCRIBED", at(1), "API", SINGLE)
+    after = await record_consent(racing, SHOP, oid, event)  # type: ignore[arg-type]
+
+    assert after is not None
+    assert after["consent"]["history"] == [checkout.to_doc(), event.to_doc()]
+    assert await consent_events(database, oid) == []
