@@ -330,6 +330,14 @@ def test_kind_account_creation_time_and_update_time():
     assert leads_only["createdAt"] == day(5)
 
 
+def test_a_target_stored_without_a_kind_merges_as_a_lead_unless_a_customer_joins():
+    kindless = doc("ann@example.com")
+    del kindless["kind"]
+
+    assert plan(kindless, [doc("bob@example.com")]).contact["kind"] == "LEAD"
+    assert plan(kindless, [doc("cat@example.com", "CUSTOMER")]).contact["kind"] == "CUSTOMER"
+
+
 def test_labels_are_the_union_in_the_target_s_spelling_and_counts_drop_for_the_duplicates():
     target = doc("ann@example.com", labels=["VIP", "Blue"])
     first = doc("bob@example.com", labels=["vip", "Gold"])
@@ -643,6 +651,13 @@ async def test_the_sources_are_deleted_and_the_target_written_once(database):
     assert stored_ann["kind"] == merged["kind"] == "CUSTOMER"
     assert stored_ann["mergedIds"] == merged["mergedIds"] == [bob["_id"], cat["_id"]]
     assert stored_ann["updatedAt"] == NOW
+    newest = max(stored_ann["activity"], key=activity.sort_key)
+    assert (newest["kind"], newest["text"], newest["author"], newest["at"]) == (
+        "CONTACTS_MERGED",
+        "Merged into this contact: bob@example.com, cat@example.com",
+        "Staff",
+        NOW,
+    )
     assert merged["_id"] == ann["_id"]
     assert await label_counts(database) == {"vip": 2, "gold": 1}
     assert await label_counts(database, OTHER_SHOP) == {"vip": 1}
