@@ -246,8 +246,10 @@ async def update_details(
             return None
         merged = {**current, **changes}
         # _id first: the embedded server then answers by the _id index instead
-        # of scanning (real MongoDB plans the same either way).
-        conditions: Doc = {"_id": contact_id, "shopId": shop_id, "rev": current.get("rev", 0)}
+        # of scanning (real MongoDB plans the same either way). A contact
+        # stored without a revision matches `rev: None` (a missing field),
+        # never `rev: 0`, and gets its first one from the `$inc`.
+        conditions: Doc = {"_id": contact_id, "shopId": shop_id, "rev": current.get("rev")}
         if only_if_unlocked:
             conditions["detailsLocked"] = {"$ne": True}
         update = activity.merge_updates(
