@@ -482,18 +482,34 @@ async def test_only_a_change_of_state_or_level_is_sent_as_consent_changed(databa
         ("SUBSCRIBED", "UNSUBSCRIBED", None, at(5)),
     ]
     assert len((await database.contacts.find_one({"_id": oid}))["consent"]["history"]) == 5
+    assert await database.events.distinct("shopId", {"contactId": oid}) == [SHOP]
 
 
-async def test_an_event_that_cannot_be_sent_leaves_the_contact_as_it_was(database, monkeypatch):
+class OutboxDown:
+    """The database, with the webhook endpoints unreadable: sending an event fails after storing it."""
+
+    def __init__(self, database: Any) -> None:
+        self._database = database
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._database, name)
+
+    @property
+    def webhook_endpoints(self) -> Any:
+        raise RuntimeError("outbox down")
+
+
+async def test_an_event_that_cannot_be_sent_leaves_the_contact_as_it_was(database):
     oid = await stored_contact(database, "ann@example.com")
     before = await database.contacts.find_one({"_id": oid})
 
-    async def outbox_down(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("outbox down")
-
-    monkeypatch.setattr(consent_rules, "emit", outbox_down)
     with pytest.raises(RuntimeError, match="outbox down"):
-        await record_consent(database, SHOP, oid, ConsentEvent("SUBSCRIBED", at(1), "API"))
+        await record_consent(
+            OutboxDown(database),  # type: ignore[arg-type]
+            SHOP,
+            oid,
+            ConsentEvent("SUBSCRIBED", at(1), "API"),
+        )
 
     assert await database.contacts.find_one({"_id": oid}) == before
     assert await database.events.count_documents({}) == 0
@@ -571,3 +587,55 @@ async def test_a_state_changed_while_the_event_was_being_written_is_the_one_it_r
     assert after is not None
     assert after["consent"]["history"] == [checkout.to_doc(), event.to_doc()]
     assert await consent_events(database, oid) == []
+
+
+@pytest.mark.parametrize(
+    ("role", "source"),
+    [("ADMIN", "ADMIN"), ("STAFF", "API"), ("INGEST", "API"), ("READER", "API")],
+)
+def test_an_admin_key_records_as_the_administration_and_any_other_as_the_api(role, source):
+    assert consent_rules.source_for(role) == source
+
+
+async def test_an_update_through_the_api_keeps_who_gave_it_and_the_trimmed_evidence(
+    database, monkeypatch
+):
+    monkeypatch.setattr(consent_rules, "utc_now", lambda: at(3))
+    oid = await stored_contact(database, "ann@example.com")
+
+    after = await consent_rules.update_consent(
+        database,
+        SHOP,
+        oid,
+        "SUBSCRIBED",
+        opt_in_level=SINGLE,
+        evidence="  signed form\nat the fair \t",
+        at=at(2),
+        role="STAFF",
+        actor="Till",
+    )
+
+    assert after["consent"]["history"] == [
+        {
+            "state": "SUBSCRIBED",
+            "optInLevel": SINGLE,
+            "at": at(2),
+            "source": "API",
+            "actor": "Till",
+            "evidence": "signed form\nat the fair",
+        }
+    ]
+    assert after["updatedAt"] == at(3)
+    with pytest.raises(Refused) as refused:
+        await consent_rules.update_consent(
+            database,
+            SHOP,
+            ObjectId(),
+            "SUBSCRIBED",
+            opt_in_level=None,
+            evidence=None,
+            at=None,
+            role="ADMIN",
+            actor="Ann",
+        )
+    assert problems(refused) == [(("contactId",), "Contact not found.", "NOT_FOUND")]
