@@ -17,6 +17,7 @@ import asyncio
 import datetime as dt
 import logging
 import os
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -293,7 +294,7 @@ def test_each_failed_attempt_doubles_the_wait_up_to_an_hour(longest_backoff: Non
     assert DeliveryPolicy(first_delay=1.5, max_delay=7.0).delay(4) == 7.0
 
 
-def test_the_settings_set_every_window_of_the_worker():
+async def test_the_settings_set_every_window_of_the_worker(database: Any):
     settings = SimpleNamespace(
         webhook_retry_first_seconds=1.0,
         webhook_retry_max_seconds=2.0,
@@ -305,11 +306,14 @@ def test_the_settings_set_every_window_of_the_worker():
         webhook_poll_seconds=7.0,
         webhook_concurrency=3,
     )
-    made = delivery_from_settings(object(), settings)  # type: ignore[arg-type]
+    made = delivery_from_settings(database, settings)
     assert made.policy == DeliveryPolicy(
         first_delay=1.0, max_delay=2.0, give_up_after=3.0, disable_after=4.0, lease=5.0, timeout=6.0
     )
     assert (made.allow_insecure, made.poll_seconds, made.concurrency) == (True, 7.0, 3)
+    # It works on the database it was given.
+    await pending(database, await endpoint(database), due=AT + dt.timedelta(seconds=2))
+    assert await made._idle_seconds() == 2.0
 
 
 def test_a_retry_carries_the_answer_s_status():
@@ -1285,8 +1289,9 @@ async def test_finishing_a_waited_for_event_wakes_the_next_of_its_contact(
         await pending(database, to, seq=AT - dt.timedelta(seconds=7), due=hour, lease=ObjectId()),
         await pending(database, to, seq=AT - dt.timedelta(seconds=7), due=hour, status="FAILED"),
     ]
-    second = await pending(database, to, seq=AT - dt.timedelta(seconds=5), due=hour)
+    # Stored out of order: the earlier event is the one woken, not the first stored.
     third = await pending(database, to, seq=AT - dt.timedelta(seconds=4), due=hour)
+    second = await pending(database, to, seq=AT - dt.timedelta(seconds=5), due=hour)
     sender = worker()
     await sender.deliver_one()
     assert receiving.ids() == [msg_id(first)]
@@ -1325,8 +1330,8 @@ async def test_of_two_at_the_same_moment_the_first_recorded_is_woken(
     to = await endpoint(database)
     await pending(database, to, seq=AT - dt.timedelta(seconds=9), waiters=True)
     hour = AT + dt.timedelta(hours=1)
-    first = await pending(database, to, _id=ObjectId("0000000000000000000000f1"), due=hour)
     second = await pending(database, to, _id=ObjectId("0000000000000000000000f2"), due=hour)
+    first = await pending(database, to, _id=ObjectId("0000000000000000000000f1"), due=hour)
     await worker().deliver_one()
     assert await stored(database, first, "nextAttemptAt") == {"nextAttemptAt": AT}
     assert await stored(database, second, "nextAttemptAt") == {"nextAttemptAt": hour}
@@ -1641,3 +1646,72 @@ async def test_an_attempt_that_crashed_keeps_its_claim_until_the_lease_ends_even
 
 async def claimed_at_least(count: Callable[[], Awaitable[int]], least: int) -> bool:
     return await count() >= least
+
+
+async def test_a_stop_gives_back_every_claim_it_can_when_the_database_fails_for_one(
+    database: Any, receiving: Endpoint, dns: Any
+):
+    db = racing(database)
+    to = await endpoint(database)
+    first = await pending(database, to, contact=ANN, due=AT - 2 * MS)
+    second = await pending(database, to, contact=BOB, due=AT - MS)
+    sender = EventDelivery(db, poll_seconds=30.0, concurrency=2)
+    sender.start()
+    assert sender._client is not None
+    await sender._client.aclose()
+    sender._client = httpx.AsyncClient(transport=httpx.MockTransport(receiving.handle))
+
+    async def no_answer() -> None:
+        await asyncio.Event().wait()
+
+    receiving.meanwhile = no_answer
+
+    async def both_sent() -> bool:
+        return len(receiving.requests) == 2
+
+    await eventually(both_sent)
+
+    async def unreachable() -> None:
+        raise PyMongoError("connection refused")
+
+    db.webhook_deliveries.before["update_one"] = [unreachable]
+    await sender.stop(grace=0.1)
+    assert not sender.running
+    held = await stored(database, first, "nextAttemptAt", "lease")
+    assert held["nextAttemptAt"] == AT + dt.timedelta(seconds=60)
+    assert isinstance(held["lease"], ObjectId)
+    assert await stored(database, second, "nextAttemptAt", "lease") == {
+        "nextAttemptAt": AT,
+        "lease": None,
+    }
+
+
+async def test_a_stop_closes_the_connections_kept_open_to_the_endpoints(
+    database: Any, workers: Any
+):
+    closed = asyncio.Event()
+
+    async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = re.search(rb"(?i)content-length: *(\d+)", head)
+        await reader.readexactly(int(length.group(1)) if length else 0)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        await reader.read()  # until the client closes the connection
+        closed.set()
+        writer.close()
+
+    server = await asyncio.start_server(keep_alive, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        await pending(database, await endpoint(database, f"http://127.0.0.1:{port}/hooks"))
+        sender = workers(poll_seconds=30.0, concurrency=1)
+        sender.start()
+        await eventually(lambda: statuses_are(database, ["DELIVERED"]))
+        await asyncio.sleep(0.2)
+        assert not closed.is_set()  # kept for the next delivery
+        await sender.stop()
+        await asyncio.wait_for(closed.wait(), 3)
+    finally:
+        server.close()
+        await server.wait_closed()
