@@ -1511,8 +1511,9 @@ async def test_an_idle_worker_asks_the_database_once_per_poll(
     sender.deliver_one = counted  # type: ignore[method-assign]
     sender.start()
     sender.wake()
-    await asyncio.sleep(1.0)
-    assert 3 <= len(calls) <= 8
+    await asyncio.sleep(1.5)
+    # About one look per poll (8 in 1.5 s), not one after another, and not only when woken.
+    assert 3 <= len(calls) <= 15
 
 
 async def test_workers_started_again_after_a_stop_deliver_again(
