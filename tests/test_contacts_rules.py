@@ -12,6 +12,7 @@ at all.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 import pytest
@@ -580,6 +581,33 @@ async def test_a_full_shop_refuses_a_new_label_where_the_input_holds_labels(data
     assert (await labels_of(database))["l7"] == ("L7", 2)
 
 
+async def test_a_taken_email_is_reported_before_the_labels_of_a_full_shop(database):
+    await ensure_shop(database, SHOP)
+    await stored_contact(database, email="ann@example.com")
+    await database.labels.insert_many(
+        [
+            {"shopId": SHOP, "key": f"l{n}", "name": f"L{n}", "contactCount": 1}
+            for n in range(SHOP_LABEL_LIMIT)
+        ]
+    )
+    await database.shops.update_one({"_id": SHOP}, {"$set": {"labelCount": SHOP_LABEL_LIMIT}})
+
+    with pytest.raises(Refused) as error:
+        await create_contact(
+            database, SHOP, ContactDetails(email="Ann@example.com", labels=["Fresh"]), "Staff"
+        )
+    assert refused(error) == [
+        (("input", "email"), "Another contact already has this email.", "TAKEN")
+    ]
+
+
+async def test_a_create_without_labels_leaves_the_email_to_the_unique_index(database, commands):
+    await ensure_shop(database, SHOP)
+    commands.reset()
+    await create_contact(database, SHOP, ContactDetails(email="ann@example.com"), "Staff")
+    assert commands.on("contacts") == ["insert"]
+
+
 async def test_a_create_that_fails_after_its_insert_leaves_nothing(database, monkeypatch):
     await ensure_shop(database, SHOP)
     record = contacts.contacts_created
@@ -764,9 +792,12 @@ async def test_an_update_that_keeps_losing_the_race_gives_up_after_20_tries(data
         return await find_one(self, *args, **kwargs)
 
     monkeypatch.setattr(type(database.contacts), "find_one_and_update", always_raced)
+    started = time.monotonic()
     with pytest.raises(RuntimeError, match="contact kept changing while it was being updated"):
         await update_details(database, SHOP, contact["_id"], {"firstName": "X"})
     assert tries == 20
+    # Retries only yield to other tasks: a contended request fails fast, never after seconds of waiting.
+    assert time.monotonic() - started < 10
     assert (await reread(database, contact["_id"]))["firstName"] == "Ann"
 
 
@@ -800,6 +831,7 @@ async def test_an_update_in_a_transaction_that_fails_leaves_the_contact_as_it_wa
 
 
 async def test_an_edit_changes_the_details_locks_them_and_logs_who_did_it(database):
+    await stored_contact(database, email="bob@example.com", firstName="Bob", company="ACME")
     contact = await stored_contact(
         database, email="ann@example.com", firstName="Ann", lastName="Lee", phone=None
     )
