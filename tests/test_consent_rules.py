@@ -626,6 +626,10 @@ async def test_an_update_through_the_api_keeps_who_gave_it_and_the_trimmed_evide
         }
     ]
     assert after["updatedAt"] == at(3)
+    log = (await database.contacts.find_one({"_id": oid}))["activity"]
+    assert [(e["kind"], e["text"], e["author"]) for e in log] == [
+        ("CONSENT_CHANGED", "Marketing consent: SUBSCRIBED (API)", "Till")
+    ]
     with pytest.raises(Refused) as refused:
         await consent_rules.update_consent(
             database,
