@@ -114,6 +114,12 @@ def test_a_header_fits_on_its_line_up_to_the_limit_and_folds_one_past_it():
     assert header.fold(policy=fits.clone(linesep="\n")) == "X: aaaa bbbb\n cc\n"
 
 
+def test_a_header_keeps_its_spaces_as_given():
+    policy = email.policy.SMTP.clone(max_line_length=12)
+    assert VerbatimHeader("X", "aa  bb").fold(policy=policy) == "X: aa  bb\r\n"
+    assert VerbatimHeader("X", " aa").fold(policy=policy) == "X:  aa\r\n"
+
+
 def test_without_a_line_length_a_header_folds_at_998_characters():
     unlimited = email.policy.SMTP.clone(max_line_length=None)
     word = "a" * 990
@@ -219,8 +225,9 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock()
+    # The outbox's clock only: the log entry of a sent message must carry the
+    # outbox's time (sentAt), not a time of its own.
     monkeypatch.setattr(outbox, "now", lambda: clock.at)
-    monkeypatch.setattr(activity, "now", lambda: clock.at)
     return clock
 
 
@@ -788,6 +795,26 @@ async def test_without_the_database_it_sleeps_the_poll_interval(database, clock)
     assert await an_outbox(flaky, poll_seconds=2.5)._idle_seconds() == 2.5
 
 
+async def test_by_default_it_polls_every_five_seconds_and_leases_for_two_minutes(
+    database, clock, mailer
+):
+    box = Outbox(database, SmtpServer("mail.acme.example", 25), SENDER)
+    assert await box._idle_seconds() == 5.0
+    message = await stored_message(database, await stored_contact(database))
+    seen: list[dict[str, Any]] = []
+
+    async def look(_: Any) -> None:
+        seen.append(await stored(database, message))
+
+    mailer.during = look
+    mailer.failures.append(OSError("down"))
+    await box.deliver_due()
+
+    assert seen == [leased(message, lease=120.0)]
+    earliest, latest = retry_window(1)
+    assert earliest <= (await stored(database, message))["nextAttemptAt"] <= latest
+
+
 # ---------------------------------------------------------------- running, waking, stopping
 
 
@@ -1023,3 +1050,23 @@ async def test_stopping_an_outbox_never_started_changes_nothing(database, clock,
     await asyncio.wait_for(box.stop(grace=0), 1)
     assert not box.running
     assert await stored(database, message) == message
+
+
+async def test_a_loop_that_died_of_an_error_is_still_stopped_and_logged(
+    database, clock, mailer, monkeypatch, caplog
+):
+    box = an_outbox(database)
+
+    async def broken() -> None:
+        raise RuntimeError("the loop broke")
+
+    monkeypatch.setattr(box, "_run", broken)
+    box.start()
+    await asyncio.sleep(0.05)
+    assert not box.running
+    with caplog.at_level(logging.ERROR, logger="contactgraph"):
+        await asyncio.wait_for(box.stop(), 3)
+
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert record.getMessage() == "outbox: stopped with an error"
+    assert record.exc_info is not None and str(record.exc_info[1]) == "the loop broke"
