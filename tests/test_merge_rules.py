@@ -846,11 +846,11 @@ async def test_a_target_or_source_gone_inside_the_transaction_fails_the_merge(da
         result.contact, result.set_fields, [], {}, [bob["_id"], ObjectId()]
     )
 
-    with pytest.raises(RuntimeError, match="the merge target disappeared inside its transaction"):
+    with pytest.raises(RuntimeError, match="^the merge target disappeared inside its transaction$"):
         await in_transaction(
             database, lambda s: merge._write_target(database, SHOP, gone_target, s)
         )
-    with pytest.raises(RuntimeError, match="a merge source disappeared inside its transaction"):
+    with pytest.raises(RuntimeError, match="^a merge source disappeared inside its transaction$"):
         await in_transaction(
             database, lambda s: merge._delete_sources(database, SHOP, gone_source, s)
         )
