@@ -643,3 +643,20 @@ async def test_an_update_through_the_api_keeps_who_gave_it_and_the_trimmed_evide
             actor="Ann",
         )
     assert problems(refused) == [(("contactId",), "Contact not found.", "NOT_FOUND")]
+
+
+@pytest.mark.parametrize("stored", [None, {}], ids=["a contact made with it", "no consent yet"])
+async def test_without_a_state_before_it_the_event_replaces_not_subscribed(database, stored):
+    oid = ObjectId()
+    before = None if stored is None else {"_id": oid, **stored}
+    still_no = ConsentEvent("NOT_SUBSCRIBED", at(1), "IMPORT")
+    yes = ConsentEvent("SUBSCRIBED", at(2), "IMPORT", SINGLE)
+
+    async def work(session: Any) -> None:
+        await consent_rules.consent_changed(database, SHOP, oid, before, still_no, session=session)
+        await consent_rules.consent_changed(database, SHOP, oid, before, yes, session=session)
+
+    await activity.in_transaction(database, work)
+
+    sent = await consent_events(database, oid)
+    assert [(e["previousState"], e["state"]) for e in sent] == [("NOT_SUBSCRIBED", "SUBSCRIBED")]
