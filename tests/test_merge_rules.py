@@ -511,6 +511,21 @@ def test_the_newest_entries_stay_embedded_and_the_rest_go_to_new_buckets_newest_
     assert result.contact["activityArchivedAt"] == day(1) + dt.timedelta(minutes=75)
 
 
+def test_the_merge_entry_is_dated_at_the_merge_and_names_every_source():
+    sources = [doc("bob@example.com"), doc("cat@example.com")]
+
+    result = plan_merge(doc("ann@example.com"), sources, NO_STATS, None, day(7))
+
+    entry = result.contact["activity"][0]
+    assert entry == {
+        "_id": entry["_id"],
+        "kind": "CONTACTS_MERGED",
+        "text": "Merged into this contact: bob@example.com, cat@example.com",
+        "at": day(7),
+    }
+    assert result.contact["updatedAt"] == day(7)
+
+
 def test_a_short_log_stays_embedded_and_keeps_the_newest_archived_time():
     target = doc("ann@example.com", entries=entries(3, day(1), "ann"))
     source = doc("bob@example.com", entries=entries(2, day(2), "bob"), activityArchivedAt=day(-3))
