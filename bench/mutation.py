@@ -54,7 +54,7 @@ FOCUSED_TESTS: dict[str, list[str]] = {
         "tests/test_validation.py",
         "tests/test_contacts_create.py",
     ],
-    "resolvers/consent.py": ["tests/test_consent_rules.py", "tests/test_consent.py"],
+    "resolvers/consent.py": ["tests/test_consent_rules.py"],
     "loaders/keyset.py": ["tests/test_keyset_paging.py", "tests/test_contacts_paging.py"],
     "resolvers/labels.py": ["tests/test_label_rules.py", "tests/test_labels.py"],
     # Renaming a label rewrites the segments that name it: tested with the labels.
