@@ -863,6 +863,18 @@ async def test_the_summary_of_several_contacts_takes_all_their_contracts(databas
 # -- a deleted contact ---------------------------------------------------------------
 
 
+async def test_a_change_lands_on_the_contract_s_own_contact_among_others(database):
+    bob = new_contact(SHOP, "bob@example.com", "bob@example.com", "LEAD", {}, day(-40))
+    await database.contacts.insert_one(bob)
+    first = await record(database, report(updated_at=day(1)))
+
+    await record(database, report(status="PAUSED", updated_at=day(2)))
+
+    ann = await contact_by_id(database, first.contract["contactId"])
+    assert said(ann["activity"])[-1][:2] == ("SUBSCRIPTION_CHANGED", "Tea club: paused")
+    assert await contact_by_id(database, bob["_id"]) == bob
+
+
 async def test_a_change_of_a_contract_whose_contact_was_deleted_makes_the_person_again(database):
     first = await record(database, report(updated_at=day(1), first_name="Ann"))
     await database.contacts.delete_many({})
