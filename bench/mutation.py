@@ -115,6 +115,11 @@ FOCUSED_TESTS: dict[str, list[str]] = {
     "loaders/contacts.py": ["tests/test_contacts_loader_rules.py"],
     "resolvers/order_record.py": ["tests/test_order_record_rules.py"],
     "loaders/activity.py": ["tests/test_activity_loader_rules.py"],
+    "resolvers/outbox.py": ["tests/test_outbox_rules.py"],
+    "resolvers/merge.py": ["tests/test_merge_rules.py"],
+    "resolvers/contacts.py": ["tests/test_contacts_rules.py"],
+    "resolvers/subscription_record.py": ["tests/test_subscription_record_rules.py"],
+    "resolvers/event_delivery.py": ["tests/test_event_delivery_rules.py"],
 }
 
 # A mutant the tests noticed, by mutmut's status names (mutmut.stats).
