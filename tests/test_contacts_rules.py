@@ -803,7 +803,7 @@ async def test_an_update_that_keeps_losing_the_race_gives_up_after_20_tries(data
 
     monkeypatch.setattr(type(database.contacts), "find_one_and_update", always_raced)
     monkeypatch.setattr(contacts, "asyncio", SimpleNamespace(sleep=recorded_sleep))
-    with pytest.raises(RuntimeError, match="contact kept changing while it was being updated"):
+    with pytest.raises(RuntimeError, match="^contact kept changing while it was being updated$"):
         await update_details(database, SHOP, contact["_id"], {"firstName": "X"})
     assert tries == 20
     # Retries only yield to other tasks: a contended request fails fast, never after seconds of waiting.
@@ -1326,6 +1326,35 @@ async def test_a_delete_that_fails_after_its_writes_leaves_everything(database, 
     assert await database.activity_archive.count_documents({}) == 1
     assert await events(database) == []
     assert await contact_totals(database, SHOP) == {"total": 0, "CUSTOMER": 0, "LEAD": 0}
+
+
+async def test_a_label_given_while_a_delete_runs_is_counted_off_too(database, monkeypatch):
+    # The label lands between the delete's read of its contacts and its first
+    # write: the transaction starts over and drops the new label's count too.
+    await database.labels.insert_many(
+        [
+            {"shopId": SHOP, "key": "vip", "name": "VIP", "contactCount": 1},
+            {"shopId": SHOP, "key": "new", "name": "New", "contactCount": 0},
+        ]
+    )
+    ann = await stored_contact(database, labels=["VIP"], labelKeys=["vip"])
+    delete_many = type(database.contacts).delete_many
+    raced: list[bool] = []
+
+    async def labelled_first(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not raced:
+            raced.append(True)
+            await database.contacts.update_one(
+                {"_id": ann["_id"]}, {"$push": {"labels": "New", "labelKeys": "new"}}
+            )
+            await database.labels.update_one({"key": "new"}, {"$inc": {"contactCount": 1}})
+        return await delete_many(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(database.contacts), "delete_many", labelled_first)
+    deleted, problems = await delete_contacts(database, SHOP, [(0, ann["_id"])])
+
+    assert (deleted, problems) == ([ann["_id"]], [])
+    assert await labels_of(database) == {"vip": ("VIP", 0), "new": ("New", 0)}
 
 
 async def test_a_large_delete_reads_its_contacts_in_one_reply(database, commands):
