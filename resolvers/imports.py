@@ -64,6 +64,8 @@ LEGACY_ADDRESS_COLUMNS = {key: f"{prefix} Address" for key, prefix in ADDRESSES}
 _LEGACY_PARTS = frozenset({"line1", "line2", "postalCode", "city", "region", "countryCode"})
 _COLUMN_KEYS = {c.casefold(): c for c in (*COLUMNS, *LEGACY_ADDRESS_COLUMNS.values())}
 DETAIL_COLUMNS = {"First Name": "firstName", "Last Name": "lastName", "Company": "company"}
+# A detail is checked under its key, which gives the message its words ("First name is ...").
+_COLUMN_OF_DETAIL = {key: column for column, key in DETAIL_COLUMNS.items()}
 _LOOKUP_PROJECTION = {
     "email": 1,
     "emailKey": 1,
@@ -208,7 +210,7 @@ def check_row(
     details: dict[str, Any] = {}
     for column, key in DETAIL_COLUMNS.items():
         limit = COMPANY_MAX if key == "company" else NAME_MAX
-        value = check.text((column,), cell(column), limit)
+        value = check.text((key,), cell(column), limit)
         if value is not None:
             details[key] = value
     for key, prefix in ADDRESSES:
@@ -229,9 +231,10 @@ def check_row(
                 check.problems[i] = Problem((column,), problem.message, problem.code)
             if address:
                 details[key] = address
-    region = (details.get("shippingAddress") or details.get("billingAddress") or {}).get(
-        "countryCode"
-    )
+    # As when a contact is created: the shipping country, else the billing country.
+    region = (details.get("shippingAddress") or {}).get("countryCode") or (
+        details.get("billingAddress") or {}
+    ).get("countryCode")
     phone = check.phone(("Phone",), cell("Phone"), region)
     if phone is not None:
         details["phone"] = phone
@@ -245,11 +248,15 @@ def check_row(
             ("Marketing State",), f"Marketing State must be one of {', '.join(STATES)}.", "INVALID"
         )
     if not check.ok or email is None:
-        return [
-            RowProblem(number, str(p.field[0]) if p.field else None, p.message, p.code)
-            for p in check.problems
-        ]
+        return [RowProblem(number, _problem_column(p), p.message, p.code) for p in check.problems]
     return ImportRow(number, email[0], email[1], details, labels, state.upper() if state else None)
+
+
+def _problem_column(problem: Problem) -> str | None:
+    if not problem.field:
+        return None
+    name = str(problem.field[0])
+    return _COLUMN_OF_DETAIL.get(name, name)
 
 
 @dataclass
