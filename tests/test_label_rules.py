@@ -8,18 +8,25 @@ change leaves in a contact's activity log.
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+from collections import Counter
 from typing import Any
 
 import pytest
 from bson import ObjectId
-from conftest import SHOP
+from conftest import OTHER_SHOP, SHOP
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import AutoReconnect, BulkWriteError
 
 from graph.types.node import encode_id
+from resolvers import activity, labels
 from resolvers.clock import now
 from resolvers.contacts import new_contact
 from resolvers.errors import Refused
+from resolvers.events import contact_gid
 from resolvers.labels import add_remove_plan, check_names, check_selection_labels
-from resolvers.validation import email_key
+from resolvers.validation import Checker, email_key
 
 ADD = """
 mutation($ids: [ID!]!, $labels: [String!]!) {
@@ -363,3 +370,981 @@ async def test_deleting_a_label_frees_its_slot_and_names_it(api, database):
     contact = (await api.data(LOG, {"id": a}))["contact"]
     assert contact["labels"] == ["Other"]
     assert contact["activity"]["nodes"][0] == {"text": "Labels removed: VIP"}
+
+
+# ---------------------------------------------------------------- direct calls, fixed clock
+
+AT = dt.datetime(2126, 3, 1, 10, 0, tzinfo=dt.UTC)
+AUTHOR = "Ann Admin"
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    # The log entries (resolvers.activity) and the label documents share one instant.
+    monkeypatch.setattr(labels, "now", lambda: AT)
+    monkeypatch.setattr(activity, "now", lambda: AT)
+    return AT
+
+
+async def a_shop(database: Any, shop: str = SHOP, **names_counts: int) -> None:
+    """The shop with these labels (key = name lower-cased) and one slot for each."""
+    await database.shops.insert_one({"_id": shop, "labelCount": len(names_counts)})
+    if names_counts:
+        await database.labels.insert_many(
+            [
+                {"shopId": shop, "key": n.lower(), "name": n, "contactCount": c, "createdAt": AT}
+                for n, c in names_counts.items()
+            ]
+        )
+
+
+async def a_contact(
+    database: Any, labels_: list[str] | None = None, shop: str = SHOP, entries: int = 0
+) -> dict[str, Any]:
+    email = f"c{ObjectId()}@example.com"
+    log = [
+        activity.entry("NOTE", text=f"n{i}", at=AT - dt.timedelta(minutes=i))
+        for i in range(entries)
+    ]
+    doc = new_contact(shop, email, email, "LEAD", {}, AT, labels=labels_, entries=log)
+    await database.contacts.insert_one(doc)
+    return doc
+
+
+async def shop_labels(database: Any, shop: str = SHOP) -> dict[str, tuple[str, int]]:
+    found = await database.labels.find({"shopId": shop}).to_list()
+    return {d["key"]: (d["name"], d["contactCount"]) for d in found}
+
+
+async def slots_of(database: Any, shop: str = SHOP) -> int | None:
+    doc = await database.shops.find_one({"_id": shop})
+    return None if doc is None else doc.get("labelCount")
+
+
+async def labels_of(database: Any, contact: dict[str, Any]) -> tuple[list[str], list[str]]:
+    doc = await database.contacts.find_one({"_id": contact["_id"]})
+    return doc["labels"], doc["labelKeys"]
+
+
+async def label_log(database: Any, contact: dict[str, Any]) -> list[tuple[str, str | None]]:
+    doc = await database.contacts.find_one({"_id": contact["_id"]})
+    return [
+        (e["text"], e.get("author"))
+        for e in sorted(doc["activity"], key=activity.sort_key, reverse=True)
+        if e["kind"] == "LABELS_CHANGED"
+    ]
+
+
+async def label_events(database: Any) -> list[tuple[Any, dict[str, Any]]]:
+    stored = await database.events.find({"type": "LABELS_CHANGED"}, sort=[("_id", 1)]).to_list()
+    return [(e["contactId"], e["data"]) for e in stored]
+
+
+def read(doc: dict[str, Any]) -> dict[str, Any]:
+    """A contact as a label change reads it."""
+    return {k: doc[k] for k in ("_id", "labels", "labelKeys", "activityEmbedded")}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("a\x1fb", None),
+        ("a b", "a b"),
+        ("a~b", "a~b"),
+        ("a\x80b", None),
+        ("a\x9fb", None),
+        ("a\xa0b", "a b"),
+    ],
+)
+def test_control_characters_end_at_0x1f_and_run_from_0x7f_to_0x9f(raw, expected):
+    check = Checker()
+    assert labels.normalize_label(check, ("labels", 3), raw) == expected
+    if expected is None:
+        assert [(p.field, p.code) for p in check.problems] == [(("labels", 3), "INVALID")]
+    else:
+        assert check.ok
+
+
+# -- reserving labels
+
+
+async def test_new_labels_take_a_slot_each_and_known_ones_keep_their_spelling(database, clock):
+    await a_shop(database, VIP=3)
+    await a_shop(database, OTHER_SHOP, New=0)
+
+    created = await labels.reserve_labels(database, SHOP, ["vip", "New", "Other"])
+
+    assert (created.keys, created.names) == (
+        ["new", "other"],
+        {"vip": "VIP", "new": "New", "other": "Other"},
+    )
+    stored = await database.labels.find({"shopId": SHOP, "key": "new"}, {"_id": 0}).to_list()
+    assert stored == [
+        {"shopId": SHOP, "key": "new", "name": "New", "contactCount": 0, "createdAt": AT}
+    ]
+    assert await shop_labels(database) == {
+        "vip": ("VIP", 3),
+        "new": ("New", 0),
+        "other": ("Other", 0),
+    }
+    assert (await slots_of(database), await slots_of(database, OTHER_SHOP)) == (3, 1)
+
+
+async def test_known_labels_or_none_at_all_take_no_slot(database, clock):
+    await a_shop(database, VIP=1)
+
+    known = await labels.reserve_labels(database, SHOP, ["Vip"])
+    nothing = await labels.reserve_labels(database, SHOP, [])
+
+    assert (known.keys, known.names) == ([], {"vip": "VIP"})
+    assert (nothing.keys, nothing.names) == ([], {})
+    assert await slots_of(database) == 1
+
+
+async def test_the_last_free_slots_are_taken_and_one_more_is_refused_at_once(
+    database, clock, monkeypatch
+):
+    # A full shop with nothing in flight refuses without waiting for anyone.
+    monkeypatch.setattr(labels, "RESERVE_WAIT_SECONDS", 60.0)
+    await a_shop(database, **{f"L{i}": 0 for i in range(248)})
+
+    with pytest.raises(Refused) as refusal:
+        await asyncio.wait_for(labels.reserve_labels(database, SHOP, ["x", "y", "z"]), 5)
+    assert problems(refusal) == [
+        (("labels",), "A shop can have at most 250 distinct labels.", "LIMIT_EXCEEDED")
+    ]
+    assert (await slots_of(database), len(await shop_labels(database))) == (248, 248)
+
+    created = await labels.reserve_labels(database, SHOP, ["x", "y"])
+    assert created.keys == ["x", "y"]
+    assert (await slots_of(database), len(await shop_labels(database))) == (250, 250)
+
+
+async def test_a_call_waits_for_a_label_another_call_is_creating(database, clock):
+    # 250 slots, 249 labels: another call reserved the last slot and is creating its label.
+    await a_shop(database, **{f"L{i}": 0 for i in range(249)})
+    await database.shops.update_one({"_id": SHOP}, {"$set": {"labelCount": 250}})
+
+    async def the_other_call() -> None:
+        await asyncio.sleep(0.1)
+        await database.labels.insert_one(
+            {"shopId": SHOP, "key": "shared", "name": "SHARED", "contactCount": 0}
+        )
+
+    created, _ = await asyncio.gather(
+        labels.reserve_labels(database, SHOP, ["Shared"]), the_other_call()
+    )
+
+    assert (created.keys, created.names) == ([], {"shared": "SHARED"})
+    assert await slots_of(database) == 250
+
+
+async def test_waiting_for_slots_in_flight_ends_with_a_refusal(database, clock, monkeypatch):
+    monkeypatch.setattr(labels, "RESERVE_WAIT_SECONDS", 0.3)
+    await a_shop(database, **{f"L{i}": 0 for i in range(249)})
+    await database.shops.update_one({"_id": SHOP}, {"$set": {"labelCount": 250}})
+    started = asyncio.get_running_loop().time()
+
+    with pytest.raises(Refused) as refusal:
+        await asyncio.wait_for(labels.reserve_labels(database, SHOP, ["late"]), 10)
+
+    waited = asyncio.get_running_loop().time() - started
+    assert 0.3 <= waited < 5
+    assert problems(refusal)[0][2] == "LIMIT_EXCEEDED"
+    assert await slots_of(database) == 250
+    assert "late" not in await shop_labels(database)
+
+
+async def test_a_label_made_by_another_call_meanwhile_gives_its_slot_back(
+    database, clock, monkeypatch
+):
+    await a_shop(database, Taken=2)
+    real = labels._existing
+    calls = 0
+
+    async def first_look_misses_it(database_: Any, shop_id: str, keys: Any) -> dict:
+        # As if "Taken" were created between this call's look and its insert.
+        nonlocal calls
+        calls += 1
+        return {} if calls == 1 else await real(database_, shop_id, keys)
+
+    monkeypatch.setattr(labels, "_existing", first_look_misses_it)
+
+    created = await labels.reserve_labels(database, SHOP, ["taken", "Fresh"])
+
+    assert (created.keys, created.names) == (["fresh"], {"taken": "Taken", "fresh": "Fresh"})
+    assert await shop_labels(database) == {"taken": ("Taken", 2), "fresh": ("Fresh", 0)}
+    assert await slots_of(database) == 2
+
+
+async def test_releasing_gives_back_only_the_labels_nobody_has(database, clock):
+    await a_shop(database, A=0, B=1, C=0)
+    await a_shop(database, OTHER_SHOP, A=0)
+
+    await labels.CreatedLabels(database, SHOP, ["a", "b"]).release()
+
+    assert await shop_labels(database) == {"b": ("B", 1), "c": ("C", 0)}
+    assert await slots_of(database) == 2
+    assert (await shop_labels(database, OTHER_SHOP), await slots_of(database, OTHER_SHOP)) == (
+        {"a": ("A", 0)},
+        1,
+    )
+
+
+async def test_waiting_is_worth_it_while_slots_are_in_flight_or_the_label_exists(database):
+    assert await labels._worth_waiting(database, SHOP, ["x"]) is False  # no shop at all
+    await database.shops.insert_one({"_id": SHOP})
+    assert await labels._worth_waiting(database, SHOP, ["x"]) is False  # no labelCount yet
+    await a_shop(database, OTHER_SHOP, X=0, Y=0, Z=0)
+    await database.shops.update_one({"_id": SHOP}, {"$set": {"labelCount": 1}})
+    assert await labels._worth_waiting(database, SHOP, ["x"]) is True  # one slot, no label
+    await database.labels.insert_one({"shopId": SHOP, "key": "w", "name": "W"})
+    assert await labels._worth_waiting(database, SHOP, ["x"]) is False  # the slot holds W
+    assert await labels._worth_waiting(database, SHOP, ["v", "w"]) is True  # W exists by now
+
+
+async def test_counts_move_for_the_given_labels_of_the_shop(database):
+    await a_shop(database, A=1, B=1)
+    await a_shop(database, OTHER_SHOP, A=1)
+
+    await labels.add_label_counts(database, SHOP, (k for k in ["a"]), 2)
+    await labels.add_label_counts(database, SHOP, ["b"], 0)
+    await labels.add_label_counts(database, SHOP, [], 5)
+
+    assert await shop_labels(database) == {"a": ("A", 3), "b": ("B", 1)}
+    assert await shop_labels(database, OTHER_SHOP) == {"a": ("A", 1)}
+
+
+# -- changing contacts
+
+
+async def test_a_change_writes_the_labels_the_log_the_event_and_the_counts(database, clock):
+    await a_shop(database, Old=1, Keep=1, New=0)
+    ann = await a_contact(database, ["Old", "Keep"])
+    plan = labels.add_remove_plan({"new": "New"}, {"old"})
+
+    outcome = await labels.change_labels(database, SHOP, [read(ann)], plan, AUTHOR)
+
+    assert outcome.modified == [ann["_id"]]
+    assert outcome.deltas == Counter({"new": 1, "old": -1})
+    assert outcome.added == {"new": [ann["_id"]]}
+    stored = await database.contacts.find_one({"_id": ann["_id"]})
+    entry = stored["activity"][0]
+    assert (stored["labels"], stored["labelKeys"], stored["updatedAt"]) == (
+        ["Keep", "New"],
+        ["keep", "new"],
+        AT,
+    )
+    assert (stored["activityCount"], stored["activityEmbedded"], len(stored["activity"])) == (
+        1,
+        1,
+        1,
+    )
+    assert entry == {
+        "_id": entry["_id"],
+        "kind": "LABELS_CHANGED",
+        "at": AT,
+        "text": "Labels added: New; removed: Old",
+        "author": AUTHOR,
+    }
+    assert await label_events(database) == [
+        (
+            ann["_id"],
+            {
+                "id": contact_gid(ann["_id"]),
+                "labels": ["Keep", "New"],
+                "added": ["New"],
+                "removed": ["Old"],
+            },
+        )
+    ]
+    assert await shop_labels(database) == {
+        "old": ("Old", 0),
+        "keep": ("Keep", 1),
+        "new": ("New", 1),
+    }
+
+
+async def test_a_change_without_an_author_logs_none(database, clock):
+    await a_shop(database, New=0)
+    ann = await a_contact(database)
+
+    await labels.change_labels(
+        database, SHOP, [read(ann)], labels.add_remove_plan({"new": "New"}, set()), None
+    )
+
+    assert "author" not in (await database.contacts.find_one({"_id": ann["_id"]}))["activity"][0]
+
+
+async def test_a_contact_changed_meanwhile_is_read_again_and_changed_once(database, clock):
+    await a_shop(database, Had=1, B=0)
+    ann = await a_contact(database, ["Had"])
+    bob = await a_contact(database)
+    stale = {**read(ann), "labels": [], "labelKeys": []}
+
+    outcome = await labels.change_labels(
+        database, SHOP, [stale, read(bob)], labels.add_remove_plan({"b": "B"}, set()), AUTHOR
+    )
+
+    assert sorted(outcome.modified) == sorted([ann["_id"], bob["_id"]])
+    assert outcome.deltas == Counter({"b": 2})
+    assert await labels_of(database, ann) == (["Had", "B"], ["had", "b"])
+    assert await label_log(database, ann) == [("Labels added: B", AUTHOR)]
+    events = await label_events(database)
+    assert [cid for cid, _ in events] == [bob["_id"], ann["_id"]]  # bob in the first round
+    assert events[1][1] == {
+        "id": contact_gid(ann["_id"]),
+        "labels": ["Had", "B"],
+        "added": ["B"],
+        "removed": [],
+    }
+    assert await shop_labels(database) == {"had": ("Had", 1), "b": ("B", 2)}
+
+
+async def test_a_contact_of_another_shop_or_with_nothing_to_change_is_left_alone(database, clock):
+    await a_shop(database, B=1)
+    theirs = await a_contact(database, shop=OTHER_SHOP)
+    has_it = await a_contact(database, ["B"])
+    plan = labels.add_remove_plan({"b": "B"}, set())
+
+    outcome = await labels.change_labels(database, SHOP, [read(theirs), read(has_it)], plan, None)
+
+    assert (outcome.modified, outcome.deltas, outcome.added) == ([], Counter(), {})
+    assert await labels_of(database, theirs) == ([], [])
+    assert (await database.contacts.find_one({"_id": has_it["_id"]}))["activityCount"] == 0
+    assert await label_events(database) == []
+    assert await shop_labels(database) == {"b": ("B", 1)}
+
+
+async def test_a_commit_whose_reply_was_lost_still_moves_the_counts(database, clock, monkeypatch):
+    await a_shop(database, New=0)
+    ann, bob = await a_contact(database), await a_contact(database)
+    real = activity.in_transaction
+
+    async def reply_lost(database_: Any, work: Any) -> Any:
+        await real(database_, work)
+        raise AutoReconnect("connection closed")
+
+    monkeypatch.setattr(activity, "in_transaction", reply_lost)
+    plan = labels.add_remove_plan({"new": "New"}, set())
+
+    with pytest.raises(AutoReconnect):
+        await labels.change_labels(database, SHOP, [read(ann), read(bob)], plan, AUTHOR)
+
+    assert await labels_of(database, ann) == (["New"], ["new"])
+    assert await shop_labels(database) == {"new": ("New", 2)}
+
+
+async def test_a_transaction_that_failed_moves_no_counts(database, clock, monkeypatch):
+    await a_shop(database, New=0)
+    ann = await a_contact(database)
+
+    async def refused(database_: Any, work: Any) -> Any:
+        raise AutoReconnect("connection closed")
+
+    monkeypatch.setattr(activity, "in_transaction", refused)
+
+    with pytest.raises(AutoReconnect):
+        await labels.change_labels(
+            database, SHOP, [read(ann)], labels.add_remove_plan({"new": "New"}, set()), None
+        )
+
+    assert await labels_of(database, ann) == ([], [])
+    assert await shop_labels(database) == {"new": ("New", 0)}
+
+
+@pytest.mark.parametrize(("entries", "archived"), [(198, 0), (199, 100)])
+async def test_the_entry_a_change_logs_may_move_the_oldest_ones_to_the_archive(
+    database, clock, entries, archived
+):
+    # 200 embedded entries is the bound; the change's own entry is the 199th or the 200th.
+    await a_shop(database, X=1, New=0)
+    ann = await a_contact(database, ["X"], entries=entries)
+    # Read before its labels and its log grew: the change reads it again.
+    stale = {"_id": ann["_id"], "labels": [], "labelKeys": [], "activityEmbedded": 0}
+
+    await labels.change_labels(
+        database, SHOP, [stale], labels.add_remove_plan({"new": "New"}, set()), None
+    )
+
+    moved = await database.activity_archive.find({"contactId": ann["_id"]}).to_list()
+    assert sum(len(b["entries"]) for b in moved) == archived
+    stored = await database.contacts.find_one({"_id": ann["_id"]})
+    assert stored["activityEmbedded"] == entries + 1 - archived
+
+
+async def test_a_write_went_through_where_its_entry_is_embedded_or_archived(database):
+    ann, bob, cat = [await a_contact(database) for _ in range(3)]
+    theirs = await a_contact(database, shop=OTHER_SHOP)
+    e_ann, e_bob, e_cat, e_theirs = (ObjectId() for _ in range(4))
+    await database.contacts.update_one(
+        {"_id": ann["_id"]}, {"$push": {"activity": {"_id": e_ann, "kind": "NOTE"}}}
+    )
+    await database.contacts.update_one(
+        {"_id": theirs["_id"]}, {"$push": {"activity": {"_id": e_theirs, "kind": "NOTE"}}}
+    )
+    await database.activity_archive.insert_many(
+        [
+            {"shopId": SHOP, "contactId": bob["_id"], "entries": [{"_id": e_bob}]},
+            {"shopId": OTHER_SHOP, "contactId": cat["_id"], "entries": [{"_id": e_cat}]},
+        ]
+    )
+
+    done = await labels._written(
+        database,
+        SHOP,
+        {e_ann: ann["_id"], e_bob: bob["_id"], e_cat: cat["_id"], e_theirs: theirs["_id"]},
+    )
+
+    assert done == {ann["_id"], bob["_id"]}
+
+
+def test_the_event_names_what_came_and_went_in_the_contact_s_spelling():
+    doc = {"labels": ["A", "Bee", "C"], "labelKeys": ["a", "b", "c"]}
+    change = labels.Change(["A", "C", "New"], ["a", "c", "new"], "")
+    oid = ObjectId()
+
+    assert labels._labels_event(oid, doc, change) == {
+        "id": contact_gid(oid),
+        "labels": ["A", "C", "New"],
+        "added": ["New"],
+        "removed": ["Bee"],
+    }
+    assert labels._labels_event(oid, {}, change)["added"] == ["A", "C", "New"]
+
+
+async def test_counts_move_by_each_label_s_own_delta(database):
+    await a_shop(database, A=1, B=1, C=1)
+    await a_shop(database, OTHER_SHOP, A=1)
+
+    await labels._move_counts(database, SHOP, Counter({"a": 2, "b": 0, "c": -1}))
+
+    assert await shop_labels(database) == {"a": ("A", 3), "b": ("B", 1), "c": ("C", 0)}
+    assert await shop_labels(database, OTHER_SHOP) == {"a": ("A", 1)}
+
+
+async def test_a_label_deleted_while_it_was_added_is_taken_off_again(database, clock):
+    await a_shop(database, Stay=2)
+    ann = await a_contact(database, ["Gone", "Stay"])
+    bob = await a_contact(database, ["Gone", "Stay"])  # not one this call gave it to
+    outcome = labels.Outcome(added={"gone": [ann["_id"]], "stay": [bob["_id"]]})
+
+    await labels._take_back_vanished(database, SHOP, outcome, AUTHOR)
+
+    assert await labels_of(database, ann) == (["Stay"], ["stay"])
+    assert await label_log(database, ann) == [("Labels removed: Gone", AUTHOR)]
+    assert await labels_of(database, bob) == (["Gone", "Stay"], ["gone", "stay"])
+
+
+async def test_nothing_is_taken_back_while_the_labels_exist(database, clock):
+    await a_shop(database, Stay=1)
+    ann = await a_contact(database, ["Stay"])
+
+    await labels._take_back_vanished(database, SHOP, labels.Outcome(), AUTHOR)
+    await labels._take_back_vanished(
+        database, SHOP, labels.Outcome(added={"stay": [ann["_id"]]}), AUTHOR
+    )
+
+    assert await label_log(database, ann) == []
+
+
+# -- the operations' parts
+
+
+async def test_contacts_by_ids_are_distinct_in_order_and_of_the_shop(database):
+    ann, bob = await a_contact(database, ["A"]), await a_contact(database)
+    theirs = await a_contact(database, shop=OTHER_SHOP)
+    path = ("selection", "ids")
+
+    found = await labels.contacts_by_ids(database, SHOP, [bob["_id"], ann["_id"], bob["_id"]], path)
+
+    assert found == [read(bob), read(ann)]
+    with pytest.raises(Refused) as refusal:
+        await labels.contacts_by_ids(
+            database, SHOP, [ann["_id"], None, theirs["_id"], ObjectId()], path
+        )
+    assert problems(refusal) == [
+        (("selection", "ids", i), "Contact not found.", "NOT_FOUND") for i in (1, 2, 3)
+    ]
+    assert len(await labels.contacts_by_ids(database, SHOP, [ann["_id"]] * 250, path)) == 1
+    for ids, expected in (
+        ([ann["_id"]] * 251, ("At most 250 contacts per call.", "LIMIT_EXCEEDED")),
+        ([], ("Give at least one contact.", "REQUIRED")),
+    ):
+        with pytest.raises(Refused) as refusal:
+            await labels.contacts_by_ids(database, SHOP, ids, path)
+        assert problems(refusal) == [(path, *expected)]
+
+
+async def test_only_labels_the_shop_has_can_be_removed(database):
+    await a_shop(database, VIP=1)
+    await a_shop(database, OTHER_SHOP, Theirs=1)
+
+    assert await labels._spellings_to_remove(database, SHOP, ["Vip"], "remove") == {"vip"}
+    with pytest.raises(Refused) as refusal:
+        await labels._spellings_to_remove(database, SHOP, ["VIP", "Nope", "Theirs"], "labels")
+    assert problems(refusal) == [
+        (("labels", 1), "No label 'Nope' in this shop.", "NOT_FOUND"),
+        (("labels", 2), "No label 'Theirs' in this shop.", "NOT_FOUND"),
+    ]
+
+
+async def test_labelling_given_contacts_names_its_own_fields(database, clock):
+    await a_shop(database, VIP=1, **{f"L{i}": 0 for i in range(248)})
+    ann = await a_contact(database, ["VIP"])
+
+    for add, remove, expected in (
+        (["Fresh", "vip"], ["VIP"], [(("labels", 1), "INVALID")]),
+        ([], ["Nope"], [(("gone", 0), "NOT_FOUND")]),
+        (["n1", "n2"], [], [(("labels",), "LIMIT_EXCEEDED")]),
+    ):
+        with pytest.raises(Refused) as refusal:
+            await labels.label_contacts(
+                database,
+                SHOP,
+                [read(ann)],
+                None,
+                add,
+                remove,
+                AUTHOR,
+                add_field="labels",
+                remove_field="gone",
+            )
+        assert [(f, c) for f, _, c in problems(refusal)] == expected
+    assert problems(refusal)[0][1] == "A shop can have at most 250 distinct labels."
+    assert await slots_of(database) == 249
+
+    bulk = await labels.label_contacts(
+        database, SHOP, [read(ann)], None, ["Fresh"], ["vip"], AUTHOR
+    )
+
+    assert (bulk.matched, bulk.modified) == (1, 1)
+    assert await labels_of(database, ann) == (["Fresh"], ["fresh"])
+    assert (await shop_labels(database))["vip"] == ("VIP", 0)
+
+
+async def test_labelling_a_selection_pages_through_every_contact_it_matches(
+    database, clock, monkeypatch
+):
+    monkeypatch.setattr(labels, "BATCH", 2)
+    await a_shop(database)
+    mine = [await a_contact(database, ["Had"] if i == 2 else None) for i in range(5)]
+    theirs = await a_contact(database, shop=OTHER_SHOP)
+    await database.labels.insert_one(
+        {"shopId": SHOP, "key": "had", "name": "Had", "contactCount": 1}
+    )
+
+    bulk = await labels.label_contacts(
+        database, SHOP, None, {"shopId": SHOP}, ["New"], ["had"], AUTHOR
+    )
+
+    assert (bulk.matched, bulk.modified) == (5, 5)
+    for doc in mine:
+        assert await labels_of(database, doc) == (["New"], ["new"])
+    assert await labels_of(database, theirs) == ([], [])
+    assert await shop_labels(database) == {"had": ("Had", 0), "new": ("New", 5)}
+    assert await slots_of(database) == 1
+
+
+async def test_labels_made_for_a_call_that_failed_or_matched_nobody_are_given_back(
+    database, clock, monkeypatch
+):
+    await a_shop(database, Kept=0)
+    ann = await a_contact(database)
+
+    nobody = await labels.label_contacts(
+        database, SHOP, None, {"shopId": "nobody"}, ["Ghost", "Kept"], [], AUTHOR
+    )
+    assert (nobody.matched, nobody.modified) == (0, 0)
+    assert (await shop_labels(database), await slots_of(database)) == ({"kept": ("Kept", 0)}, 1)
+
+    async def broken(*args: Any) -> Any:
+        raise RuntimeError("lost")
+
+    monkeypatch.setattr(labels, "change_labels", broken)
+    with pytest.raises(RuntimeError):
+        await labels.label_contacts(database, SHOP, [read(ann)], None, ["Ghost"], [], AUTHOR)
+    assert (await shop_labels(database), await slots_of(database)) == ({"kept": ("Kept", 0)}, 1)
+
+
+async def test_a_label_deleted_while_a_call_gave_it_is_taken_off_again(
+    database, clock, monkeypatch
+):
+    await a_shop(database)
+    ann = await a_contact(database)
+    real = labels.change_labels
+
+    async def deleted_meanwhile(*args: Any) -> Any:
+        outcome = await real(*args)
+        await database.labels.delete_one({"shopId": SHOP, "key": "brief"})
+        return outcome
+
+    monkeypatch.setattr(labels, "change_labels", deleted_meanwhile)
+
+    bulk = await labels.label_contacts(
+        database, SHOP, [read(ann)], None, ["Brief", "Stays"], [], AUTHOR
+    )
+
+    assert (bulk.matched, bulk.modified) == (1, 1)
+    assert await labels_of(database, ann) == (["Stays"], ["stays"])
+    assert await label_log(database, ann) == [
+        ("Labels removed: Brief", AUTHOR),
+        ("Labels added: Brief, Stays", AUTHOR),
+    ]
+
+
+async def test_contacts_after_a_change_come_in_the_order_asked_without_their_log(database):
+    ann, bob = await a_contact(database, ["A"], entries=2), await a_contact(database)
+    theirs = await a_contact(database, shop=OTHER_SHOP)
+
+    found = await labels.contacts_after(
+        database, SHOP, [bob["_id"], ObjectId(), ann["_id"], theirs["_id"]]
+    )
+
+    assert [d["_id"] for d in found] == [bob["_id"], ann["_id"]]
+    assert found[1]["labels"] == ["A"]
+    assert "activity" not in found[1] and "searchTerms" not in found[1]
+
+
+async def test_the_shop_s_labels_are_listed_by_name_whatever_the_case(database):
+    await a_shop(database, b=0, A=1, C=2)
+    await a_shop(database, OTHER_SHOP, Aa=1)
+
+    assert [d["name"] for d in await labels.list_labels(database, SHOP)] == ["A", "b", "C"]
+
+
+# -- renaming and deleting
+
+
+def test_a_move_puts_the_new_label_in_the_old_one_s_place_once():
+    plan = labels._move_plan("old", "Old", "new", "New")
+
+    moved = plan({"labels": ["A", "Old", "B"], "labelKeys": ["a", "old", "b"]})
+    merged = plan({"labels": ["New", "Old"], "labelKeys": ["new", "old"]})
+
+    assert (moved.labels, moved.keys, moved.text) == (
+        ["A", "New", "B"],
+        ["a", "new", "b"],
+        "Label renamed: Old to New",
+    )
+    assert (merged.labels, merged.keys) == (["New"], ["new"])
+    assert plan({"labels": ["New"], "labelKeys": ["new"]}) is None
+    assert plan({}) is None
+
+
+def test_a_new_spelling_replaces_the_old_in_place():
+    plan = labels._respell_plan("vip", "vip", "VIP")
+
+    change = plan({"labels": ["A", "vip", "B"], "labelKeys": ["a", "vip", "b"]})
+
+    assert (change.labels, change.keys, change.text) == (
+        ["A", "VIP", "B"],
+        ["a", "vip", "b"],
+        "Label renamed: vip to VIP",
+    )
+    assert plan({"labels": ["VIP"], "labelKeys": ["vip"]}) is None
+    assert plan({"labels": ["A"], "labelKeys": ["a"]}) is None
+    assert plan({}) is None
+
+
+async def test_a_rename_makes_the_new_label_in_the_old_one_s_slot(database, clock):
+    await a_shop(database, Old=2, Other=1)
+    ann, bob = await a_contact(database, ["Old"]), await a_contact(database, ["Other", "Old"])
+    segment = {"_id": ObjectId(), "shopId": SHOP, "filter": {"labelsAny": ["old", "Other"]}}
+    await database.segments.insert_one(segment)
+
+    doc = await labels.rename_label(database, SHOP, " old ", "Fresh  One", AUTHOR)
+
+    assert {k: v for k, v in doc.items() if k != "_id"} == {
+        "shopId": SHOP,
+        "key": "fresh one",
+        "name": "Fresh One",
+        "contactCount": 2,
+        "createdAt": AT,
+    }
+    assert await shop_labels(database) == {"fresh one": ("Fresh One", 2), "other": ("Other", 1)}
+    assert await slots_of(database) == 2
+    assert await labels_of(database, bob) == (["Other", "Fresh One"], ["other", "fresh one"])
+    assert await label_log(database, ann) == [("Label renamed: Old to Fresh One", AUTHOR)]
+    stored = await database.segments.find_one({"_id": segment["_id"]})
+    assert stored["filter"] == {"labelsAny": ["Fresh One", "Other"]}
+
+
+async def test_a_rename_into_a_label_the_shop_has_merges_and_frees_a_slot(database, clock):
+    await a_shop(database, Old=1, New=1)
+    ann = await a_contact(database, ["Old"])
+    await a_contact(database, ["New"])
+
+    doc = await labels.rename_label(database, SHOP, "Old", "new", AUTHOR)
+
+    assert (doc["name"], doc["contactCount"]) == ("New", 2)
+    assert await shop_labels(database) == {"new": ("New", 2)}
+    assert await slots_of(database) == 1
+    assert await label_log(database, ann) == [("Label renamed: Old to New", AUTHOR)]
+
+
+async def test_a_new_spelling_changes_the_label_its_contacts_and_segments(database, clock):
+    await a_shop(database, vip=2)
+    ann = await a_contact(database, ["vip"])
+    respelled = await a_contact(database, ["vip"])
+    await database.contacts.update_one(
+        {"_id": respelled["_id"]}, {"$set": {"labels": ["Vip Two"], "labelKeys": ["vip two"]}}
+    )
+    segment = {"_id": ObjectId(), "shopId": SHOP, "filter": {"labelsAll": ["vip"]}}
+    await database.segments.insert_one(segment)
+
+    doc = await labels.rename_label(database, SHOP, "VIP", "VIP", AUTHOR)
+
+    assert (doc["key"], doc["name"], doc["contactCount"]) == ("vip", "VIP", 2)
+    assert await labels_of(database, ann) == (["VIP"], ["vip"])
+    assert await label_log(database, ann) == [("Label renamed: vip to VIP", AUTHOR)]
+    assert await label_log(database, respelled) == []
+    assert (await database.segments.find_one({"_id": segment["_id"]}))["filter"] == {
+        "labelsAll": ["VIP"]
+    }
+    assert await slots_of(database) == 1
+
+    again = await labels.rename_label(database, SHOP, "vip", "VIP", AUTHOR)
+    assert again == doc
+    assert await label_log(database, ann) == [("Label renamed: vip to VIP", AUTHOR)]
+
+
+async def test_renaming_a_label_the_shop_lacks_is_not_found(database, clock):
+    await a_shop(database, OTHER_SHOP, Theirs=1)
+    await a_shop(database)
+    for name in ("Nope", "Theirs"):
+        with pytest.raises(Refused) as refusal:
+            await labels.rename_label(database, SHOP, name, "Other", AUTHOR)
+        assert problems(refusal) == [(("name",), "Label not found.", "NOT_FOUND")]
+    with pytest.raises(Refused) as refusal:
+        await labels.rename_label(database, SHOP, "Nope", " ", AUTHOR)
+    assert problems(refusal) == [(("newName",), "A label must not be empty.", "REQUIRED")]
+
+
+@pytest.mark.parametrize(("merge", "slots_after"), [(False, 1), (True, 0)])
+async def test_a_rename_while_the_old_label_is_deleted_keeps_the_slots_exact(
+    database, clock, monkeypatch, merge, slots_after
+):
+    # The old label is deleted (its slot given back) between the move and the rename's delete.
+    await a_shop(database, Old=1, **({"New": 0} if merge else {}))
+    ann = await a_contact(database, ["Old"])
+    real = labels._sweep
+    sweeps = 0
+
+    async def deleted_meanwhile(*args: Any) -> None:
+        nonlocal sweeps
+        await real(*args)
+        sweeps += 1
+        if sweeps == 1:
+            await database.labels.delete_one({"shopId": SHOP, "key": "old"})
+            await database.shops.update_one({"_id": SHOP}, {"$inc": {"labelCount": -1}})
+
+    monkeypatch.setattr(labels, "_sweep", deleted_meanwhile)
+
+    await labels.rename_label(database, SHOP, "Old", "New", AUTHOR)
+
+    assert await slots_of(database) == slots_after + (1 if merge else 0)
+    assert await labels_of(database, ann) == (["New"], ["new"])
+    assert list(await shop_labels(database)) == ["new"]
+
+
+async def test_contacts_given_the_old_label_while_it_moved_are_moved_too(
+    database, clock, monkeypatch
+):
+    await a_shop(database, Old=1)
+    await a_contact(database, ["Old"])
+    late = {}
+    real = labels._sweep
+
+    async def labelled_meanwhile(*args: Any) -> None:
+        await real(*args)
+        if not late:
+            late.update(await a_contact(database, ["Old"]))
+
+    monkeypatch.setattr(labels, "_sweep", labelled_meanwhile)
+
+    await labels.rename_label(database, SHOP, "Old", "New", AUTHOR)
+
+    assert await labels_of(database, late) == (["New"], ["new"])
+    assert await label_log(database, late) == [("Label renamed: Old to New", AUTHOR)]
+
+
+async def test_a_rename_into_a_label_made_meanwhile_merges_into_it(database, clock, monkeypatch):
+    await a_shop(database, Old=1)
+    ann = await a_contact(database, ["Old"])
+    real = AsyncCollection.find_one
+    looked = False
+
+    async def made_meanwhile(self: Any, filter: Any = None, *args: Any, **kwargs: Any) -> Any:
+        nonlocal looked
+        if self.name == "labels" and filter == {"shopId": SHOP, "key": "new"} and not looked:
+            # Another call creates NEW right after this look: its own slot, its spelling.
+            looked = True
+            found = await real(self, filter, *args, **kwargs)
+            await database.labels.insert_one(
+                {"shopId": SHOP, "key": "new", "name": "NEW", "contactCount": 0}
+            )
+            await database.shops.update_one({"_id": SHOP}, {"$inc": {"labelCount": 1}})
+            return found
+        return await real(self, filter, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncCollection, "find_one", made_meanwhile)
+
+    doc = await labels.rename_label(database, SHOP, "Old", "New", AUTHOR)
+
+    assert (doc["name"], doc["contactCount"]) == ("NEW", 1)
+    assert await labels_of(database, ann) == (["NEW"], ["new"])
+    assert await slots_of(database) == 1
+
+
+async def test_a_sweep_reaches_every_contact_batch_by_batch_and_stops_when_nothing_moves(
+    database, clock, monkeypatch
+):
+    monkeypatch.setattr(labels, "BATCH", 2)
+    await a_shop(database, Old=5)
+    docs = [await a_contact(database, ["Old"]) for _ in range(5)]
+    theirs = await a_contact(database, ["Old"], shop=OTHER_SHOP)
+
+    await asyncio.wait_for(labels._sweep(database, SHOP, "old", lambda doc: None, AUTHOR), 10)
+    assert await label_log(database, docs[0]) == []
+
+    await labels._sweep(database, SHOP, "old", labels.add_remove_plan({}, {"old"}), AUTHOR)
+
+    for doc in docs:
+        assert await labels_of(database, doc) == ([], [])
+    assert await labels_of(database, theirs) == (["Old"], ["old"])
+
+
+async def test_a_new_spelling_reaches_every_contact_batch_by_batch(database, clock, monkeypatch):
+    monkeypatch.setattr(labels, "BATCH", 2)
+    await a_shop(database, vip=6)
+    docs = [await a_contact(database, ["vip"]) for _ in range(5)]
+    done = await a_contact(database, ["VIP"])
+    theirs = await a_contact(database, ["vip"], shop=OTHER_SHOP)
+    plan = labels._respell_plan("vip", "vip", "VIP")
+
+    await labels._sweep_spelling(database, SHOP, "vip", "VIP", plan, AUTHOR)
+
+    for doc in docs:
+        assert await labels_of(database, doc) == (["VIP"], ["vip"])
+    assert await label_log(database, done) == []
+    assert await labels_of(database, theirs) == (["vip"], ["vip"])
+    await asyncio.wait_for(
+        labels._sweep_spelling(database, SHOP, "vip", "Vip", lambda doc: None, AUTHOR), 10
+    )
+
+
+async def test_deleting_a_label_takes_it_off_everyone_and_gives_its_slot_back(database, clock):
+    await a_shop(database, VIP=1, Other=1)
+    await a_shop(database, OTHER_SHOP, VIP=1)
+    ann = await a_contact(database, ["VIP", "Other"])
+
+    assert await labels.delete_label(database, SHOP, "  vip ", AUTHOR) == "VIP"
+
+    assert await labels_of(database, ann) == (["Other"], ["other"])
+    assert await label_log(database, ann) == [("Labels removed: VIP", AUTHOR)]
+    assert (await shop_labels(database), await slots_of(database)) == ({"other": ("Other", 1)}, 1)
+    assert await shop_labels(database, OTHER_SHOP) == {"vip": ("VIP", 1)}
+    for name, expected in (
+        ("VIP", (("name",), "Label not found.", "NOT_FOUND")),
+        ("\x07", (("name",), "A label must not contain control characters.", "INVALID")),
+    ):
+        with pytest.raises(Refused) as refusal:
+            await labels.delete_label(database, SHOP, name, AUTHOR)
+        assert problems(refusal) == [expected]
+
+
+async def test_a_delete_racing_another_delete_gives_the_slot_back_once(
+    database, clock, monkeypatch
+):
+    await a_shop(database, VIP=1, Other=0)
+    ann = await a_contact(database, ["VIP"])
+    late = {}
+    real = labels._sweep
+
+    async def meanwhile(*args: Any) -> None:
+        await real(*args)
+        if not late:
+            # Another delete finishes first; a call gives the label to one more contact.
+            await database.labels.delete_one({"shopId": SHOP, "key": "vip"})
+            await database.shops.update_one({"_id": SHOP}, {"$inc": {"labelCount": -1}})
+            late.update(await a_contact(database, ["VIP"]))
+
+    monkeypatch.setattr(labels, "_sweep", meanwhile)
+
+    assert await labels.delete_label(database, SHOP, "VIP", AUTHOR) == "VIP"
+
+    assert await slots_of(database) == 1
+    assert await labels_of(database, ann) == ([], [])
+    assert await labels_of(database, late) == ([], [])
+    assert await label_log(database, late) == [("Labels removed: VIP", AUTHOR)]
+
+
+async def test_a_failed_insert_of_new_labels_is_not_taken_for_a_race(database, clock, monkeypatch):
+    await a_shop(database)
+
+    async def one_taken_one_invalid(self: Any, *args: Any, **kwargs: Any) -> Any:
+        errors = [{"index": 0, "code": 11000}, {"index": 1, "code": 121}]
+        raise BulkWriteError({"writeErrors": errors})
+
+    monkeypatch.setattr(AsyncCollection, "insert_many", one_taken_one_invalid)
+
+    with pytest.raises(BulkWriteError):
+        await labels.reserve_labels(database, SHOP, ["A", "B"])
+
+
+async def test_a_label_deleted_while_it_is_respelled_is_not_found(database, clock, monkeypatch):
+    await a_shop(database, vip=0)
+
+    async def deleted_meanwhile(*args: Any) -> int:
+        await database.labels.delete_one({"shopId": SHOP, "key": "vip"})
+        return 0
+
+    monkeypatch.setattr(labels, "follow_label_rename", deleted_meanwhile)
+
+    with pytest.raises(Refused) as refusal:
+        await labels.rename_label(database, SHOP, "vip", "VIP", AUTHOR)
+    assert problems(refusal) == [(("name",), "Label not found.", "NOT_FOUND")]
+
+
+@pytest.fixture
+def holders_when_deleted(database, monkeypatch):
+    """label key -> how many contacts still held it when its document was deleted."""
+    seen: dict[str, int] = {}
+    real = AsyncCollection.delete_one
+
+    async def watching(self: Any, filter: Any, *args: Any, **kwargs: Any) -> Any:
+        doc = await self.find_one(filter) if self.name == "labels" else None
+        if doc is not None:
+            seen[doc["key"]] = await database.contacts.count_documents(
+                {"shopId": doc["shopId"], "labelKeys": doc["key"]}
+            )
+        return await real(self, filter, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncCollection, "delete_one", watching)
+    return seen
+
+
+async def test_a_deleted_label_is_off_every_contact_before_it_leaves_the_shop(
+    database, clock, holders_when_deleted
+):
+    # Otherwise a reader in between sees contacts holding a label the shop does not list.
+    await a_shop(database, VIP=2)
+    await a_contact(database, ["VIP"])
+    await a_contact(database, ["VIP"])
+
+    await labels.delete_label(database, SHOP, "vip", AUTHOR)
+
+    assert holders_when_deleted == {"vip": 0}
+
+
+async def test_a_renamed_label_is_off_every_contact_before_it_leaves_the_shop(
+    database, clock, holders_when_deleted
+):
+    await a_shop(database, Old=2)
+    await a_contact(database, ["Old"])
+    await a_contact(database, ["Old"])
+
+    await labels.rename_label(database, SHOP, "Old", "New", AUTHOR)
+
+    assert holders_when_deleted == {"old": 0}
