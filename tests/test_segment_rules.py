@@ -621,11 +621,11 @@ async def test_a_delete_of_what_the_shop_does_not_have_is_refused_and_frees_noth
 async def test_a_rename_rewrites_each_segment_naming_the_label_once_and_dates_it(
     database, shops, clock
 ):
+    other = await create_segment(database, SHOP, draft("Other", labelsAny=["Gold"], kind="LEAD"))
     both = await create_segment(
         database, SHOP, draft("Both", labelsAny=["vip", "Gold", " VIP "], labelsNone=["Vip"])
     )
     dupes = await create_segment(database, SHOP, draft("Dupes", labelsAll=["a", "A", "VIP"]))
-    other = await create_segment(database, SHOP, draft("Other", labelsAny=["Gold"], kind="LEAD"))
     theirs = await create_segment(database, OTHER_SHOP, draft("Theirs", labelsAny=["VIP"]))
     clock.at = T_LATER
 
@@ -702,11 +702,13 @@ async def test_a_rename_that_always_loses_the_race_gives_up_after_three_reads(
     assert (changed, racing.segments.reads, racing.segments.writes) == (0, 3, 3)
 
 
-async def test_a_rename_nobody_races_reads_the_segments_once(database, shops, clock):
+async def test_a_rename_nobody_races_reads_the_shop_s_segments_once(database, shops, clock):
     await create_segment(database, SHOP, draft("One", labelsAny=["VIP"]))
     await create_segment(database, SHOP, draft("Two", labelsNone=["VIP"]))
+    theirs = await create_segment(database, OTHER_SHOP, draft("Theirs", labelsAny=["VIP"]))
     racing = Racing(database, races=0)
 
     changed = await follow_label_rename(racing, SHOP, "VIP", "Gold")
 
     assert (changed, racing.segments.reads, racing.segments.writes) == (2, 1, 2)
+    assert await database.segments.find_one({"shopId": OTHER_SHOP}) == theirs
