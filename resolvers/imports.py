@@ -7,7 +7,8 @@ with its size beyond one e-mail key per row (to find repeated addresses).
 
 A new e-mail becomes a LEAD. An existing contact takes the row's non-empty
 details only while its details are not locked (a manual edit locks them),
-and gains the row's labels either way. Marketing consent from the file is
+and gains the row's labels either way, spelled as the shop
+spells them. Marketing consent from the file is
 recorded (source IMPORT) only for contacts that were never asked before,
 so an import never re-subscribes someone who unsubscribed.
 
@@ -573,14 +574,17 @@ async def import_contacts(
     if file_problems or (report.problems and not skip_bad_rows):
         return report
     report.skipped = len(checked.bad)
+    spellings: dict[str, str] = {}
     if not dry_run:
         try:
-            await reserve_labels(database, shop_id, list(checked.labels.values()))
+            reserved = await reserve_labels(database, shop_id, list(checked.labels.values()))
         except Refused as refusal:
             report.problems.extend(
                 RowProblem(None, "Labels", p.message, p.code) for p in refusal.problems
             )
             return report
+        # A contact shows a label as the shop spells it, whatever the file's spelling.
+        spellings = reserved.names
     writer = _Writer(database, shop_id, author, report, dry_run)
     total = report.rows - len(checked.bad)
     batch: list[ImportRow] = []
@@ -590,6 +594,7 @@ async def import_contacts(
                 continue
             row = check_row(number, positions, cells)
             assert isinstance(row, ImportRow)  # checked in the first pass
+            row.labels = [spellings.get(label_key(name), name) for name in row.labels]
             batch.append(row)
             if len(batch) >= IMPORT_BATCH:
                 await writer.batch(batch)

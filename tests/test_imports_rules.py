@@ -739,6 +739,17 @@ async def snapshot(database: Any) -> dict[str, list[Any]]:
     }
 
 
+def fail_after(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """`imports.<name>` writes what it writes, then the transaction it is part of fails."""
+    real = getattr(imports, name)
+
+    async def failing(*args: Any, **kwargs: Any) -> None:
+        await real(*args, **kwargs)
+        raise RuntimeError(f"{name} failed")
+
+    monkeypatch.setattr(imports, name, failing)
+
+
 # ---------------------------------------------------------------- the first pass: checking
 
 
@@ -782,7 +793,7 @@ async def test_new_emails_become_leads_with_their_details_labels_and_consent(sho
     assert [e["kind"] for e in ann["activity"]] == ["CONSENT_CHANGED", "CONTACT_CREATED"]
     bob = await stored(database, "bob@example.org")
     assert bob["consent"] == {"state": "NOT_SUBSCRIBED", "history": []}
-    assert (bob["labels"], bob["activityCount"]) == (["gold"], 1)
+    assert (bob["labels"], bob["activityCount"]) == (["Gold"], 1)
     assert entries_without_ids(bob["activity"]) == [
         {"kind": "CONTACT_CREATED", "at": NOW, "text": "CSV import", "author": "Importer"}
     ]
@@ -1007,15 +1018,14 @@ async def test_an_email_another_shop_holds_is_new_here(shop: Any) -> None:
 async def test_a_batch_whose_counting_fails_leaves_no_contact(
     shop: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def failing(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("counting failed")
+    fail_after(monkeypatch, "contacts_created")
 
-    monkeypatch.setattr(imports, "contacts_created", failing)
-
-    with pytest.raises(RuntimeError, match="counting failed"):
+    with pytest.raises(RuntimeError, match="contacts_created failed"):
         await run(shop, csv_of(["Email"], ["a@example.com"], ["b@example.com"]))
 
     assert await shop.contacts.count_documents({}) == 0
+    assert await shop.events.count_documents({}) == 0
+    assert await shop.contact_counts.count_documents({}) == 0
 
 
 async def test_an_email_created_by_another_writer_since_the_look_up_is_updated_instead(
@@ -1122,16 +1132,14 @@ async def test_details_whose_event_cannot_be_written_are_not_changed(
 ) -> None:
     await existing(shop, "ann@example.com", lastName="Old")
 
-    async def failing(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("event failed")
+    fail_after(monkeypatch, "contact_updated")
 
-    monkeypatch.setattr(imports, "contact_updated", failing)
-
-    with pytest.raises(RuntimeError, match="event failed"):
+    with pytest.raises(RuntimeError, match="contact_updated failed"):
         await run(shop, csv_of(["Email", "Last Name"], ["ann@example.com", "New"]))
 
     after = await stored(shop, "ann@example.com")
     assert (after["lastName"], after["activity"], after["updatedAt"]) == ("Old", [], EARLIER)
+    assert await shop.events.count_documents({}) == 0
 
 
 async def test_the_same_details_again_change_nothing(shop: Any) -> None:
@@ -1332,16 +1340,14 @@ async def test_consent_whose_event_cannot_be_written_is_not_recorded(
 ) -> None:
     await existing(shop, "ann@example.com")
 
-    async def failing(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("event failed")
+    fail_after(monkeypatch, "consent_changed")
 
-    monkeypatch.setattr(imports, "consent_changed", failing)
-
-    with pytest.raises(RuntimeError, match="event failed"):
+    with pytest.raises(RuntimeError, match="consent_changed failed"):
         await run(shop, csv_of(["Email", "Marketing State"], ["ann@example.com", "SUBSCRIBED"]))
 
     after = await stored(shop, "ann@example.com")
     assert (after["consent"], after["activity"]) == ({"state": "NOT_SUBSCRIBED", "history": []}, [])
+    assert await shop.events.count_documents({}) == 0
 
 
 # ---------------------------------------------------------------- labels of existing contacts
@@ -1368,7 +1374,9 @@ async def test_an_existing_contact_gains_the_labels_it_lacks(shop: Any) -> None:
         ["vip", "gold", "silver"],
         NOW,
     )
-    assert (await stored(shop, "bob@example.com"))["labelKeys"] == ["gold", "vip"]
+    bob_after = await stored(shop, "bob@example.com")
+    assert (bob_after["labels"], bob_after["labelKeys"]) == (["Gold", "VIP"], ["gold", "vip"])
+    assert (await stored(shop, "new@example.com"))["labels"] == ["Gold"]
     changed = await shop.events.find({"type": "LABELS_CHANGED"}).sort("contactId").to_list()
     assert [(e["contactId"], e["data"]) for e in changed] == [
         (
@@ -1384,8 +1392,8 @@ async def test_an_existing_contact_gains_the_labels_it_lacks(shop: Any) -> None:
             bob["_id"],
             {
                 "id": contact_gid(bob["_id"]),
-                "labels": ["gold", "vip"],
-                "added": ["gold", "vip"],
+                "labels": ["Gold", "VIP"],
+                "added": ["Gold", "VIP"],
                 "removed": [],
             },
         ),
@@ -1396,6 +1404,25 @@ async def test_an_existing_contact_gains_the_labels_it_lacks(shop: Any) -> None:
         "silver": ("Silver", 1),
     }
     assert await label_count(shop) == 3
+
+
+async def test_labels_take_the_shops_spelling_whatever_the_files(shop: Any) -> None:
+    ann = await existing(shop, "ann@example.com")
+    await given_labels(shop, 1, "VIP")
+    text = csv_of(
+        ["Email", "Labels"],
+        ["ann@example.com", "vip, new one"],
+        ["bob@example.com", "Vip, NEW  ONE"],
+    )
+
+    report = await run(shop, text)
+
+    assert summary(report) == (2, 1, 1, 0, 0, 0, True)
+    assert (await stored(shop, "ann@example.com"))["labels"] == ["VIP", "new one"]
+    assert (await stored(shop, "bob@example.com"))["labels"] == ["VIP", "new one"]
+    assert await label_docs(shop) == {"vip": ("VIP", 2), "new one": ("new one", 2)}
+    [changed] = await contact_events(shop, "LABELS_CHANGED")
+    assert (changed["contactId"], changed["data"]["added"]) == (ann["_id"], ["VIP", "new one"])
 
 
 async def test_a_label_given_since_the_look_up_is_neither_added_nor_counted_twice(
@@ -1427,16 +1454,14 @@ async def test_labels_whose_event_cannot_be_written_are_not_added(
 ) -> None:
     await existing(shop, "ann@example.com")
 
-    async def failing(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("event failed")
+    fail_after(monkeypatch, "emit")
 
-    monkeypatch.setattr(imports, "emit", failing)
-
-    with pytest.raises(RuntimeError, match="event failed"):
+    with pytest.raises(RuntimeError, match="emit failed"):
         await run(shop, csv_of(["Email", "Labels"], ["ann@example.com", "Gold, Silver"]))
 
     after = await stored(shop, "ann@example.com")
     assert (after["labels"], after["updatedAt"]) == ([], EARLIER)
+    assert await shop.events.count_documents({}) == 0
 
 
 # ---------------------------------------------------------------- batches
