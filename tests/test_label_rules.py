@@ -17,7 +17,7 @@ import pytest
 from bson import ObjectId
 from conftest import OTHER_SHOP, SHOP
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import AutoReconnect, BulkWriteError
+from pymongo.errors import AutoReconnect, BulkWriteError, OperationFailure
 
 from graph.types.node import encode_id
 from resolvers import activity, labels
@@ -531,12 +531,15 @@ async def test_a_call_waits_for_a_label_another_call_is_creating(database, clock
             {"shopId": SHOP, "key": "shared", "name": "SHARED", "contactCount": 0}
         )
 
+    started = asyncio.get_running_loop().time()
     created, _ = await asyncio.gather(
         labels.reserve_labels(database, SHOP, ["Shared"]), the_other_call()
     )
 
     assert (created.keys, created.names) == ([], {"shared": "SHARED"})
     assert await slots_of(database) == 250
+    # It looks again every few milliseconds: it goes on soon after the label is there.
+    assert asyncio.get_running_loop().time() - started < 0.9
 
 
 async def test_waiting_for_slots_in_flight_ends_with_a_refusal(database, clock, monkeypatch):
@@ -680,6 +683,7 @@ async def test_a_contact_changed_meanwhile_is_read_again_and_changed_once(databa
     await a_shop(database, Had=1, B=0)
     ann = await a_contact(database, ["Had"])
     bob = await a_contact(database)
+    bystander = await a_contact(database)  # not in the call
     stale = {**read(ann), "labels": [], "labelKeys": []}
 
     outcome = await labels.change_labels(
@@ -699,6 +703,7 @@ async def test_a_contact_changed_meanwhile_is_read_again_and_changed_once(databa
         "removed": [],
     }
     assert await shop_labels(database) == {"had": ("Had", 1), "b": ("B", 2)}
+    assert await labels_of(database, bystander) == ([], [])
 
 
 async def test_a_contact_of_another_shop_or_with_nothing_to_change_is_left_alone(database, clock):
@@ -750,6 +755,54 @@ async def test_a_transaction_that_failed_moves_no_counts(database, clock, monkey
         )
 
     assert await labels_of(database, ann) == ([], [])
+    assert await shop_labels(database) == {"new": ("New", 0)}
+
+
+async def test_a_transaction_rolled_back_after_its_writes_leaves_nothing_behind(
+    database, clock, monkeypatch
+):
+    # The labels and the LABELS_CHANGED events go together, or neither does.
+    await a_shop(database, New=0)
+    ann = await a_contact(database)
+
+    async def rolled_back(database_: Any, work: Any) -> Any:
+        async with database_.client.start_session() as session:
+            await session.start_transaction()
+            await work(session)
+            await session.abort_transaction()
+        raise AutoReconnect("connection closed")
+
+    monkeypatch.setattr(activity, "in_transaction", rolled_back)
+
+    with pytest.raises(AutoReconnect):
+        await labels.change_labels(
+            database, SHOP, [read(ann)], labels.add_remove_plan({"new": "New"}, set()), AUTHOR
+        )
+
+    assert await labels_of(database, ann) == ([], [])
+    assert await label_events(database) == []
+    assert await shop_labels(database) == {"new": ("New", 0)}
+
+
+async def test_a_failure_is_reported_as_it_happened_when_the_check_after_it_fails_too(
+    database, clock, monkeypatch
+):
+    await a_shop(database, New=0)
+    ann = await a_contact(database)
+
+    async def lost(database_: Any, work: Any) -> Any:
+        raise AutoReconnect("connection closed")
+
+    async def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise OperationFailure("not reachable either")
+
+    monkeypatch.setattr(activity, "in_transaction", lost)
+    monkeypatch.setattr(labels, "_written", unreachable)
+
+    with pytest.raises(AutoReconnect):
+        await labels.change_labels(
+            database, SHOP, [read(ann)], labels.add_remove_plan({"new": "New"}, set()), AUTHOR
+        )
     assert await shop_labels(database) == {"new": ("New", 0)}
 
 
@@ -912,6 +965,14 @@ async def test_labelling_given_contacts_names_its_own_fields(database, clock):
             )
         assert [(f, c) for f, _, c in problems(refusal)] == expected
     assert problems(refusal)[0][1] == "A shop can have at most 250 distinct labels."
+    for add, remove, expected in (
+        (["Fresh", "vip"], ["VIP"], [(("add", 1), "INVALID")]),
+        ([], ["Nope"], [(("remove", 0), "NOT_FOUND")]),
+        (["n1", "n2"], [], [(("add",), "LIMIT_EXCEEDED")]),
+    ):
+        with pytest.raises(Refused) as refusal:
+            await labels.label_contacts(database, SHOP, [read(ann)], None, add, remove, AUTHOR)
+        assert [(f, c) for f, _, c in problems(refusal)] == expected
     assert await slots_of(database) == 249
 
     bulk = await labels.label_contacts(
@@ -921,6 +982,10 @@ async def test_labelling_given_contacts_names_its_own_fields(database, clock):
     assert (bulk.matched, bulk.modified) == (1, 1)
     assert await labels_of(database, ann) == (["Fresh"], ["fresh"])
     assert (await shop_labels(database))["vip"] == ("VIP", 0)
+    # A label the shop has is given in the shop's spelling.
+    fresh = await database.contacts.find_one({"_id": ann["_id"]})
+    await labels.label_contacts(database, SHOP, [read(fresh)], None, ["vip"], [], AUTHOR)
+    assert await labels_of(database, ann) == (["Fresh", "VIP"], ["fresh", "vip"])
 
 
 async def test_labelling_a_selection_pages_through_every_contact_it_matches(
@@ -929,21 +994,48 @@ async def test_labelling_a_selection_pages_through_every_contact_it_matches(
     monkeypatch.setattr(labels, "BATCH", 2)
     await a_shop(database)
     mine = [await a_contact(database, ["Had"] if i == 2 else None) for i in range(5)]
+    # Stored out of id order: the pages follow the ids, not the order of storage.
+    for doc in reversed(mine):
+        await database.contacts.delete_one({"_id": doc["_id"]})
+        await database.contacts.insert_one(doc)
     theirs = await a_contact(database, shop=OTHER_SHOP)
     await database.labels.insert_one(
         {"shopId": SHOP, "key": "had", "name": "Had", "contactCount": 1}
     )
+    pages: list[int] = []
+    real = labels.change_labels
+
+    async def counted(database_: Any, shop_id: str, docs: list, *args: Any) -> Any:
+        pages.append(len(docs))
+        return await real(database_, shop_id, docs, *args)
+
+    monkeypatch.setattr(labels, "change_labels", counted)
 
     bulk = await labels.label_contacts(
         database, SHOP, None, {"shopId": SHOP}, ["New"], ["had"], AUTHOR
     )
 
     assert (bulk.matched, bulk.modified) == (5, 5)
+    assert pages == [2, 2, 1]
     for doc in mine:
         assert await labels_of(database, doc) == (["New"], ["new"])
+    assert await label_log(database, mine[2]) == [("Labels added: New; removed: Had", AUTHOR)]
     assert await labels_of(database, theirs) == ([], [])
     assert await shop_labels(database) == {"had": ("Had", 0), "new": ("New", 5)}
     assert await slots_of(database) == 1
+
+
+async def test_a_label_made_for_contacts_that_matched_is_kept_even_if_they_went_meanwhile(
+    database, clock
+):
+    await a_shop(database)
+    gone = await a_contact(database)
+    await database.contacts.delete_one({"_id": gone["_id"]})
+
+    bulk = await labels.label_contacts(database, SHOP, [read(gone)], None, ["New"], [], AUTHOR)
+
+    assert (bulk.matched, bulk.modified) == (1, 0)
+    assert (await shop_labels(database), await slots_of(database)) == ({"new": ("New", 0)}, 1)
 
 
 async def test_labels_made_for_a_call_that_failed_or_matched_nobody_are_given_back(
@@ -1083,26 +1175,36 @@ async def test_a_rename_into_a_label_the_shop_has_merges_and_frees_a_slot(databa
     assert await label_log(database, ann) == [("Label renamed: Old to New", AUTHOR)]
 
 
-async def test_a_new_spelling_changes_the_label_its_contacts_and_segments(database, clock):
-    await a_shop(database, vip=2)
+async def test_a_new_spelling_changes_the_label_its_contacts_and_segments(
+    database, clock, monkeypatch
+):
+    monkeypatch.setattr(labels, "BATCH", 1)  # the contacts already respelled come first
+    await a_shop(database, OTHER_SHOP, Vip=1)
+    await a_shop(database, vip=3, **{"Vip Two": 1})
+    already = await a_contact(database, ["VIP"])
     ann = await a_contact(database, ["vip"])
-    respelled = await a_contact(database, ["vip"])
-    await database.contacts.update_one(
-        {"_id": respelled["_id"]}, {"$set": {"labels": ["Vip Two"], "labelKeys": ["vip two"]}}
-    )
+    bob = await a_contact(database, ["Vip Two", "vip"])
     segment = {"_id": ObjectId(), "shopId": SHOP, "filter": {"labelsAll": ["vip"]}}
     await database.segments.insert_one(segment)
 
     doc = await labels.rename_label(database, SHOP, "VIP", "VIP", AUTHOR)
 
-    assert (doc["key"], doc["name"], doc["contactCount"]) == ("vip", "VIP", 2)
+    assert {k: v for k, v in doc.items() if k != "_id"} == {
+        "shopId": SHOP,
+        "key": "vip",
+        "name": "VIP",
+        "contactCount": 3,
+        "createdAt": AT,
+    }
     assert await labels_of(database, ann) == (["VIP"], ["vip"])
+    assert await labels_of(database, bob) == (["Vip Two", "VIP"], ["vip two", "vip"])
     assert await label_log(database, ann) == [("Label renamed: vip to VIP", AUTHOR)]
-    assert await label_log(database, respelled) == []
+    assert await label_log(database, already) == []
     assert (await database.segments.find_one({"_id": segment["_id"]}))["filter"] == {
         "labelsAll": ["VIP"]
     }
-    assert await slots_of(database) == 1
+    assert await slots_of(database) == 2
+    assert await shop_labels(database, OTHER_SHOP) == {"vip": ("Vip", 1)}
 
     again = await labels.rename_label(database, SHOP, "vip", "VIP", AUTHOR)
     assert again == doc
@@ -1119,6 +1221,11 @@ async def test_renaming_a_label_the_shop_lacks_is_not_found(database, clock):
     with pytest.raises(Refused) as refusal:
         await labels.rename_label(database, SHOP, "Nope", " ", AUTHOR)
     assert problems(refusal) == [(("newName",), "A label must not be empty.", "REQUIRED")]
+    with pytest.raises(Refused) as refusal:
+        await labels.rename_label(database, SHOP, "bad\x07", "Other", AUTHOR)
+    assert problems(refusal) == [
+        (("name",), "A label must not contain control characters.", "INVALID")
+    ]
 
 
 @pytest.mark.parametrize(("merge", "slots_after"), [(False, 1), (True, 0)])
