@@ -386,6 +386,20 @@ def clock(monkeypatch):
     return AT
 
 
+@pytest.fixture
+def pages(monkeypatch) -> list[int]:
+    """How many contacts each label change was given, in order."""
+    sizes: list[int] = []
+    real = labels.change_labels
+
+    async def counted(database_: Any, shop_id: str, docs: list, *args: Any) -> Any:
+        sizes.append(len(docs))
+        return await real(database_, shop_id, docs, *args)
+
+    monkeypatch.setattr(labels, "change_labels", counted)
+    return sizes
+
+
 async def a_shop(database: Any, shop: str = SHOP, **names_counts: int) -> None:
     """The shop with these labels (key = name lower-cased) and one slot for each."""
     await database.shops.insert_one({"_id": shop, "labelCount": len(names_counts)})
@@ -595,10 +609,10 @@ async def test_releasing_gives_back_only_the_labels_nobody_has(database, clock):
 
 
 async def test_waiting_is_worth_it_while_slots_are_in_flight_or_the_label_exists(database):
+    await a_shop(database, OTHER_SHOP, X=0, Y=0, Z=0)  # another shop, its slots all in use
     assert await labels._worth_waiting(database, SHOP, ["x"]) is False  # no shop at all
     await database.shops.insert_one({"_id": SHOP})
     assert await labels._worth_waiting(database, SHOP, ["x"]) is False  # no labelCount yet
-    await a_shop(database, OTHER_SHOP, X=0, Y=0, Z=0)
     await database.shops.update_one({"_id": SHOP}, {"$set": {"labelCount": 1}})
     assert await labels._worth_waiting(database, SHOP, ["x"]) is True  # one slot, no label
     await database.labels.insert_one({"shopId": SHOP, "key": "w", "name": "W"})
@@ -889,6 +903,20 @@ async def test_a_label_deleted_while_it_was_added_is_taken_off_again(database, c
     assert await labels_of(database, bob) == (["Gone", "Stay"], ["gone", "stay"])
 
 
+async def test_a_vanished_label_is_taken_back_page_by_page(database, clock, monkeypatch, pages):
+    monkeypatch.setattr(labels, "BATCH", 2)
+    await a_shop(database)
+    docs = [await a_contact(database, ["Gone"]) for _ in range(5)]
+
+    await labels._take_back_vanished(
+        database, SHOP, labels.Outcome(added={"gone": [d["_id"] for d in docs]}), AUTHOR
+    )
+
+    assert pages == [2, 2, 1]
+    for doc in docs:
+        assert await labels_of(database, doc) == ([], [])
+
+
 async def test_nothing_is_taken_back_while_the_labels_exist(database, clock):
     await a_shop(database, Stay=1)
     ann = await a_contact(database, ["Stay"])
@@ -989,7 +1017,7 @@ async def test_labelling_given_contacts_names_its_own_fields(database, clock):
 
 
 async def test_labelling_a_selection_pages_through_every_contact_it_matches(
-    database, clock, monkeypatch
+    database, clock, monkeypatch, pages
 ):
     monkeypatch.setattr(labels, "BATCH", 2)
     await a_shop(database)
@@ -1002,14 +1030,6 @@ async def test_labelling_a_selection_pages_through_every_contact_it_matches(
     await database.labels.insert_one(
         {"shopId": SHOP, "key": "had", "name": "Had", "contactCount": 1}
     )
-    pages: list[int] = []
-    real = labels.change_labels
-
-    async def counted(database_: Any, shop_id: str, docs: list, *args: Any) -> Any:
-        pages.append(len(docs))
-        return await real(database_, shop_id, docs, *args)
-
-    monkeypatch.setattr(labels, "change_labels", counted)
 
     bulk = await labels.label_contacts(
         database, SHOP, None, {"shopId": SHOP}, ["New"], ["had"], AUTHOR
@@ -1305,7 +1325,7 @@ async def test_a_rename_into_a_label_made_meanwhile_merges_into_it(database, clo
 
 
 async def test_a_sweep_reaches_every_contact_batch_by_batch_and_stops_when_nothing_moves(
-    database, clock, monkeypatch
+    database, clock, monkeypatch, pages
 ):
     monkeypatch.setattr(labels, "BATCH", 2)
     await a_shop(database, Old=5)
@@ -1314,15 +1334,19 @@ async def test_a_sweep_reaches_every_contact_batch_by_batch_and_stops_when_nothi
 
     await asyncio.wait_for(labels._sweep(database, SHOP, "old", lambda doc: None, AUTHOR), 10)
     assert await label_log(database, docs[0]) == []
+    pages.clear()
 
     await labels._sweep(database, SHOP, "old", labels.add_remove_plan({}, {"old"}), AUTHOR)
 
+    assert pages == [2, 2, 1]
     for doc in docs:
         assert await labels_of(database, doc) == ([], [])
     assert await labels_of(database, theirs) == (["Old"], ["old"])
 
 
-async def test_a_new_spelling_reaches_every_contact_batch_by_batch(database, clock, monkeypatch):
+async def test_a_new_spelling_reaches_every_contact_batch_by_batch(
+    database, clock, monkeypatch, pages
+):
     monkeypatch.setattr(labels, "BATCH", 2)
     await a_shop(database, vip=6)
     docs = [await a_contact(database, ["vip"]) for _ in range(5)]
@@ -1332,6 +1356,7 @@ async def test_a_new_spelling_reaches_every_contact_batch_by_batch(database, clo
 
     await labels._sweep_spelling(database, SHOP, "vip", "VIP", plan, AUTHOR)
 
+    assert pages == [2, 2, 1]
     for doc in docs:
         assert await labels_of(database, doc) == (["VIP"], ["vip"])
     assert await label_log(database, done) == []
