@@ -889,6 +889,7 @@ async def test_a_change_of_a_contract_whose_contact_was_deleted_makes_the_person
     assert again.created is False
     assert again.contact == without_log(contact)
     assert again.logged is again.contact
+    assert contact["shopId"] == SHOP
     assert (contact["kind"], contact["firstName"], contact["activeSubscriptionCount"]) == (
         "CUSTOMER",
         "Ann",
@@ -1028,6 +1029,21 @@ async def test_reports_in_one_transaction_see_each_other(database):
         ("SUBSCRIPTION_CHANGED", "Tea club: paused"),
         ("SUBSCRIPTION_STARTED", "Membership: " + STARTED),
     ]
+
+
+async def test_a_change_of_a_contract_whose_contact_was_deleted_finds_the_person_its_transaction_wrote(
+    database,
+):
+    await record(database, report(updated_at=day(1)))
+    await database.contacts.delete_many({})
+
+    [again] = await in_one_transaction(database, report(status="PAUSED", updated_at=day(2)))
+
+    ann = await database.contacts.find_one({"emailKey": "ann@example.com"})
+    assert again.contract["contactId"] == ann["_id"]
+    assert (await contract_of(database))["contactId"] == ann["_id"]
+    assert (ann["kind"], ann["activeSubscriptionCount"]) == ("CUSTOMER", 1)
+    assert await database.contacts.count_documents({}) == 1
 
 
 async def test_a_new_person_and_its_next_report_in_one_transaction(database):
