@@ -707,7 +707,7 @@ class Interleaved:
         self.inserts = 0
 
     def take(self, method: str, kwargs: dict[str, Any]) -> Action | None:
-        if method != self.method or "session" in kwargs or self.after is None:
+        if method != self.method or kwargs.get("session") is not None or self.after is None:
             return None
         action, self.after = self.after, None
         return action
@@ -723,7 +723,7 @@ def duplicate(*codes: int) -> BulkWriteError:
 
 
 async def contact_events(database: Any, kind: str) -> list[dict[str, Any]]:
-    return await database.events.find({"type": kind}).sort("timestamp").to_list()
+    return await database.events.find({"shopId": SHOP, "type": kind}).sort("timestamp").to_list()
 
 
 async def leads_counted(database: Any, shop_id: str = SHOP) -> int:
@@ -1102,6 +1102,7 @@ async def test_a_write_error_other_than_a_taken_email_is_not_tried_again(
 
 
 async def test_an_existing_contact_takes_the_details_that_differ(shop: Any) -> None:
+    await existing(shop, "zed@example.com", firstName="Zed", lastName="Other", company="Z")
     ann = await existing(
         shop, "ann@example.com", firstName="Ann", lastName="Old", company="Co", rev=3
     )
@@ -1140,6 +1141,24 @@ async def test_details_whose_event_cannot_be_written_are_not_changed(
     after = await stored(shop, "ann@example.com")
     assert (after["lastName"], after["activity"], after["updatedAt"]) == ("Old", [], EARLIER)
     assert await shop.events.count_documents({}) == 0
+
+
+async def test_a_change_another_writer_makes_meanwhile_is_not_reported_as_the_imports(
+    shop: Any,
+) -> None:
+    ann = await existing(shop, "ann@example.com", lastName="Old", company="Co")
+
+    async def manual_edit(database: Any) -> None:
+        await database.contacts.update_one({"_id": ann["_id"]}, {"$set": {"company": "Other"}})
+
+    # Whenever the other writer comes in, the import's event names its own change alone.
+    racing = Interleaved(shop, method="find_one", after=manual_edit)
+
+    report = await run(racing, csv_of(["Email", "Last Name"], ["ann@example.com", "New"]))
+
+    assert report.updated == 1
+    [updated] = await contact_events(shop, "CONTACT_UPDATED")
+    assert updated["data"] == {"id": contact_gid(ann["_id"]), "lastName": "New"}
 
 
 async def test_the_same_details_again_change_nothing(shop: Any) -> None:
@@ -1377,7 +1396,11 @@ async def test_an_existing_contact_gains_the_labels_it_lacks(shop: Any) -> None:
     bob_after = await stored(shop, "bob@example.com")
     assert (bob_after["labels"], bob_after["labelKeys"]) == (["Gold", "VIP"], ["gold", "vip"])
     assert (await stored(shop, "new@example.com"))["labels"] == ["Gold"]
-    changed = await shop.events.find({"type": "LABELS_CHANGED"}).sort("contactId").to_list()
+    changed = (
+        await shop.events.find({"shopId": SHOP, "type": "LABELS_CHANGED"})
+        .sort("contactId")
+        .to_list()
+    )
     assert [(e["contactId"], e["data"]) for e in changed] == [
         (
             ann["_id"],
