@@ -983,6 +983,8 @@ async def test_a_dry_run_counts_what_it_would_do_and_writes_nothing(shop: Any) -
     await existing(shop, "same@example.com", firstName="Same", labels=["A"], labelKeys=["a"])
     await existing(shop, "labels@example.com", firstName="Same")
     await existing(shop, "consent@example.com")
+    asked = {"state": "UNSUBSCRIBED", "at": EARLIER, "history": [{"at": EARLIER}]}
+    await existing(shop, "asked@example.com", consent=asked)
     text = csv_of(
         ["Email", "First Name", "Labels", "Marketing State"],
         ["new@example.com", "", "Fresh", ""],
@@ -992,12 +994,13 @@ async def test_a_dry_run_counts_what_it_would_do_and_writes_nothing(shop: Any) -
         ["labels@example.com", "", "Fresh", ""],
         ["consent@example.com", "", "", "PENDING"],
         ["bad", "", "", ""],
+        ["asked@example.com", "", "", "SUBSCRIBED"],
     )
     before = await snapshot(shop)
 
     report = await run(shop, text, dry_run=True, skip_bad_rows=True)
 
-    assert summary(report) == (7, 1, 3, 1, 1, 1, False)
+    assert summary(report) == (8, 1, 3, 2, 1, 1, False)
     assert await snapshot(shop) == before
 
 
