@@ -621,7 +621,9 @@ async def test_a_delete_of_what_the_shop_does_not_have_is_refused_and_frees_noth
 async def test_a_rename_rewrites_each_segment_naming_the_label_once_and_dates_it(
     database, shops, clock
 ):
-    other = await create_segment(database, SHOP, draft("Other", labelsAny=["Gold"], kind="LEAD"))
+    # First both by creation and by name, so a rename that stopped at a segment
+    # it need not change would leave the others as they were.
+    other = await create_segment(database, SHOP, draft("Any gold", labelsAny=["Gold"]))
     both = await create_segment(
         database, SHOP, draft("Both", labelsAny=["vip", "Gold", " VIP "], labelsNone=["Vip"])
     )
@@ -639,7 +641,7 @@ async def test_a_rename_rewrites_each_segment_naming_the_label_once_and_dates_it
         "updatedAt": T_LATER,
     }
     assert after["Dupes"] == {**dupes, "filter": {"labelsAll": ["a", "Gold"]}, "updatedAt": T_LATER}
-    assert (after["Other"], after["Theirs"]) == (other, theirs)
+    assert (after["Any gold"], after["Theirs"]) == (other, theirs)
 
 
 class RacingSegments:
