@@ -1185,14 +1185,17 @@ async def test_locked_details_stay_but_labels_and_a_first_consent_are_still_take
     shop: Any,
 ) -> None:
     lock = await existing(shop, "lock@example.com", firstName="Lo", detailsLocked=True)
+    await existing(shop, "also@example.com", lastName="Al", detailsLocked=True)
     text = csv_of(
         ["Email", "First Name", "Labels", "Marketing State"],
         ["lock@example.com", "Changed", "Gold", "PENDING"],
+        ["also@example.com", "New", "", ""],
     )
 
     report = await run(shop, text)
 
-    assert summary(report) == (1, 0, 0, 0, 1, 0, True)
+    assert summary(report) == (2, 0, 0, 0, 2, 0, True)
+    assert (await stored(shop, "also@example.com"))["firstName"] is None
     after = await stored(shop, "lock@example.com")
     assert (after["firstName"], after["labels"], after["consent"]["state"]) == (
         "Lo",
