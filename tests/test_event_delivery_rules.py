@@ -1077,6 +1077,52 @@ async def test_of_two_events_at_the_same_moment_the_first_recorded_goes_first(
     }
 
 
+async def test_the_earliest_pending_event_is_waited_for_whatever_order_they_were_stored_in(
+    database: Any, worker: Any, receiving: Endpoint
+):
+    to = await endpoint(database)
+    second = await pending(
+        database,
+        to,
+        _id=ObjectId("0000000000000000000000a1"),
+        seq=AT - dt.timedelta(seconds=2),
+        due=AT + dt.timedelta(seconds=20),
+    )
+    first = await pending(
+        database,
+        to,
+        _id=ObjectId("0000000000000000000000a2"),
+        seq=AT - dt.timedelta(seconds=3),
+        due=AT + dt.timedelta(seconds=40),
+    )
+    third = await pending(
+        database, to, _id=ObjectId("0000000000000000000000a3"), seq=AT - dt.timedelta(seconds=1)
+    )
+    await worker().deliver_one()
+    assert receiving.requests == []
+    assert await stored(database, first, "waiters") == {"waiters": True}
+    assert await stored(database, second, "waiters") == {"waiters": MISSING}
+    assert await stored(database, third, "nextAttemptAt") == {
+        "nextAttemptAt": AT + dt.timedelta(seconds=40)
+    }
+
+
+async def test_of_events_at_the_same_moment_the_first_recorded_is_waited_for_whatever_order_they_were_stored_in(
+    database: Any, worker: Any, receiving: Endpoint
+):
+    to = await endpoint(database)
+    second = await pending(database, to, _id=ObjectId("0000000000000000000000f2"), due=AT + MS)
+    first = await pending(database, to, _id=ObjectId("0000000000000000000000f1"), due=AT + 2 * MS)
+    third = await pending(database, to, _id=ObjectId("0000000000000000000000f3"), due=AT)
+    await worker().deliver_one()
+    assert receiving.requests == []
+    assert await stored(database, first, "waiters") == {"waiters": True}
+    assert await stored(database, second, "waiters") == {"waiters": MISSING}
+    assert await stored(database, third, "nextAttemptAt") == {
+        "nextAttemptAt": AT + dt.timedelta(seconds=2)
+    }
+
+
 async def test_the_first_recorded_of_two_at_the_same_moment_does_not_wait(
     database: Any, worker: Any, receiving: Endpoint
 ):
