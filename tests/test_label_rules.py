@@ -632,6 +632,17 @@ async def test_counts_move_for_the_given_labels_of_the_shop(database):
     assert await shop_labels(database, OTHER_SHOP) == {"a": ("A", 1)}
 
 
+async def test_counts_of_no_label_or_by_nothing_send_no_write(database, commands):
+    await a_shop(database, A=1)
+    commands.reset()
+
+    await labels.add_label_counts(database, SHOP, ["a"], 0)
+    await labels.add_label_counts(database, SHOP, [], 5)
+
+    assert commands.on("labels") == []
+    assert await shop_labels(database) == {"a": ("A", 1)}
+
+
 # -- changing contacts
 
 
@@ -864,6 +875,18 @@ async def test_a_write_went_through_where_its_entry_is_embedded_or_archived(data
     )
 
     assert done == {ann["_id"], bob["_id"]}
+
+
+async def test_entries_all_found_on_their_contacts_leave_the_archive_unread(database, commands):
+    ann = await a_contact(database, ["Old"])
+    entry = ObjectId()
+    await database.contacts.update_one(
+        {"_id": ann["_id"]}, {"$push": {"activity": {"_id": entry, "kind": "NOTE"}}}
+    )
+    commands.reset()
+
+    assert await labels._written(database, SHOP, {entry: ann["_id"]}) == {ann["_id"]}
+    assert commands.on("activity_archive") == []
 
 
 def test_the_event_names_what_came_and_went_in_the_contact_s_spelling():
