@@ -1123,6 +1123,21 @@ async def test_of_events_at_the_same_moment_the_first_recorded_is_waited_for_wha
     }
 
 
+async def test_a_worker_keeps_no_claim_once_a_delivery_is_sent_or_waits(
+    database: Any, worker: Any, receiving: Endpoint
+):
+    to = await endpoint(database)
+    await pending(database, to, seq=AT - dt.timedelta(seconds=2), due=AT + MS)
+    await pending(database, to, seq=AT - dt.timedelta(seconds=1), due=AT)
+    bobs = await pending(database, to, contact=BOB, due=AT)
+    sender = worker()
+    assert await sender.deliver_one() is True
+    assert await sender.deliver_one() is True
+    assert await sender.deliver_one() is False
+    assert receiving.ids() == [msg_id(bobs)]  # Ann's later event waits for her earlier one
+    assert sender._claimed == {}
+
+
 async def test_the_first_recorded_of_two_at_the_same_moment_does_not_wait(
     database: Any, worker: Any, receiving: Endpoint
 ):
