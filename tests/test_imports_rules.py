@@ -896,6 +896,20 @@ async def test_a_shop_that_never_counted_its_labels_holds_none(
     assert (report.created, bool(report.problems)) == (int(fits), not fits)
 
 
+async def test_another_shop_s_labels_take_no_place_in_this_one(database: Any) -> None:
+    await database.shops.insert_many(
+        [
+            {"_id": OTHER, "name": OTHER, "labelCount": 250},
+            {"_id": SHOP, "name": SHOP, "labelCount": 0},
+        ]
+    )
+    text = csv_of(["Email", "Labels"], ["a@example.com", "New"])
+
+    report = await import_contacts(database, SHOP, opener(text), dry_run=True)
+
+    assert (report.problems, report.created) == ([], 1)
+
+
 async def test_labels_of_bad_rows_take_no_place_in_the_shop(shop: Any) -> None:
     await given_labels(shop, 249)
     text = csv_of(["Email", "Labels"], ["bad", "Extra"], ["a@example.com", "Kept, KEPT"])
