@@ -29,6 +29,9 @@ START_TIMEOUT_SECONDS = 60.0
 # After a crash the previous database process takes a few seconds to close
 # its files; a new start waits this long for it before giving up.
 RELEASE_WAIT_SECONDS = 15.0
+# A leftover of a crashed `serve` that still holds its files this long after
+# being told to stop is stuck: it is killed, and WiredTiger recovers at the start.
+LEFTOVER_GRACE_SECONDS = 5.0
 # WiredTiger holds an fcntl lock on the first byte of this file while it runs.
 LOCK_FILE = "WiredTiger.lock"
 _HELD_BY_ANOTHER = "already being managed by another process"
@@ -150,6 +153,9 @@ class EmbeddedServer:
     A directory still held by a previous database process (one that outlived
     a crashed `contactgraph` by a few seconds) is waited for, up to
     `release_wait` seconds; `on_wait` hears once that the start is waiting.
+    `leftover` is the pid of the database process a crashed `serve` left on
+    this storage (`leftover_database`): it is told to stop, and killed if it
+    still holds the files after LEFTOVER_GRACE_SECONDS.
     """
 
     def __init__(
@@ -159,6 +165,7 @@ class EmbeddedServer:
         *,
         release_wait: float | None = None,
         on_wait: Callable[[str], None] | None = None,
+        leftover: int | None = None,
     ) -> None:
         self.storage = str(storage)
         if cache_size is None:
@@ -168,6 +175,7 @@ class EmbeddedServer:
         self.cache_size = cache_size
         self.release_wait = RELEASE_WAIT_SECONDS if release_wait is None else release_wait
         self.on_wait = on_wait
+        self.leftover = leftover
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self._stderr: Any = None
@@ -181,9 +189,23 @@ class EmbeddedServer:
             return self._start_once()
         storage = Path(self.storage)
         storage.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + self.release_wait
+        began = time.monotonic()
+        deadline = began + self.release_wait
+        stuck = self.leftover
+        if stuck is not None:
+            # Told once more: the stop its crashed parent sent may never have come.
+            _signal(stuck, signal.SIGTERM)
         told = False
         while True:
+            if stuck is not None and time.monotonic() - began >= LEFTOVER_GRACE_SECONDS:
+                if lock_is_held(storage):
+                    if self.on_wait is not None:
+                        self.on_wait(
+                            f"The previous database process (pid {stuck}) did not stop by itself; "
+                            "stopping it ..."
+                        )
+                    _signal(stuck, signal.SIGKILL)
+                stuck = None
             if not lock_is_held(storage):
                 try:
                     return self._start_once()
@@ -215,7 +237,8 @@ class EmbeddedServer:
             "--port",
             str(self.port),
             "--storage-path",
-            self.storage,
+            # Absolute: the next `serve` recognises a leftover process by it (leftover_database).
+            self.storage if self.storage == ":memory:" else str(Path(self.storage).absolute()),
             "--log-level",
             "WARNING",
             "--cache-size",
@@ -272,11 +295,50 @@ class EmbeddedServer:
         self.stop()
 
 
-def record_running(data_dir: Path, uri: str) -> None:
-    """Tell other `contactgraph` commands where the running server listens."""
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+def record_running(data_dir: Path, uri: str, database_pid: int | None = None) -> None:
+    """Tell other `contactgraph` commands where the running server listens.
+
+    `database_pid` lets the next `serve` recognise the database process this
+    one leaves behind if it crashes.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / SERVER_FILE
-    path.write_text(json.dumps({"uri": uri, "pid": os.getpid()}))
+    path.write_text(json.dumps({"uri": uri, "pid": os.getpid(), "databasePid": database_pid}))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def leftover_database(data_dir: Path) -> int | None:
+    """The pid of the database process a crashed `serve` on this data dir left running, if any.
+
+    Only a process `serve` recorded, whose `serve` is gone, and that still
+    runs `secantusd-py` on this data dir's storage (a pid the system has
+    given to another program since is left alone). Linux only: elsewhere None.
+    """
+    try:
+        info = json.loads((data_dir / SERVER_FILE).read_text())
+        serve_pid, database_pid = int(info["pid"]), int(info["databasePid"])
+        command = Path(f"/proc/{database_pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if _alive(serve_pid):
+        return None
+    storage = str((data_dir / "data").absolute()).encode()
+    runs_database = any(part.endswith(b"secantusd-py") for part in command)
+    return database_pid if runs_database and storage in command else None
 
 
 def forget_running(data_dir: Path) -> None:
@@ -317,5 +379,6 @@ def database_uri(
             "keeps its data, or name that folder with --data-dir (or CONTACTGRAPH_DATA_DIR), "
             "or set MONGODB_URI"
         )
-    with EmbeddedServer(data_dir / "data", on_wait=on_wait) as server:
+    leftover = leftover_database(data_dir)
+    with EmbeddedServer(data_dir / "data", on_wait=on_wait, leftover=leftover) as server:
         yield server.uri

@@ -3,11 +3,14 @@
 After `kill -9` of contactgraph, its database child is told to stop (it dies
 with its parent) and takes a few seconds to close its files, holding
 WiredTiger.lock meanwhile. A new start waits for it, saying so, and gives up
-with one clear line only if it never lets go.
+with one clear line only if it never lets go. A database process the crashed
+`serve` itself left behind is stopped by the next one, killed if it is stuck;
+no other process is ever touched.
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -17,12 +20,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import pytest
 from serve_process import Serve, assert_gone, cli_env, gql
 
 from graph import embedded
 from graph.cli.main import main
-from graph.embedded import DatabaseBusy, EmbeddedServer, free_port
+from graph.embedded import (
+    SERVER_FILE,
+    DatabaseBusy,
+    EmbeddedServer,
+    free_port,
+    leftover_database,
+    record_running,
+)
 
 CREATE = (
     'mutation { contactCreate(input: {email: "before.crash@example.com"}) '
@@ -95,6 +106,83 @@ def test_serve_comes_back_at_once_after_a_crash_and_keeps_the_data(tmp_path):
     finally:
         code = second.stop()
     assert code == 0, second.output
+
+
+def test_a_stuck_database_left_by_a_crashed_serve_is_killed_by_the_next_serve(tmp_path):
+    data_dir = tmp_path / "cg"
+    env = cli_env()
+    first = Serve(["--data-dir", str(data_dir)], env, free_port())
+    try:
+        first.wait_ready()
+        [key] = first.admin_keys()
+        assert gql(first.url, key, CREATE).json()["data"]["contactCreate"]["userErrors"] == []
+        [database] = first.descendants()
+        # Acknowledged writes reach the journal file a moment later (as on mongod without j: true).
+        time.sleep(1.0)
+        # Stopped, it cannot act on the stop its parent's death sends it: it holds the data.
+        database.suspend()
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(timeout=10)
+    finally:
+        first.stop()
+    time.sleep(1.0)
+    assert database.is_running() and database.status() == psutil.STATUS_STOPPED
+
+    second = Serve(["--data-dir", str(data_dir)], env, free_port())
+    try:
+        second.wait_ready()
+        body = gql(second.url, key, COUNT).json()
+        assert body["data"]["contacts"]["totalCount"] == 1
+        assert_gone([database])
+        assert (
+            f"The previous database process (pid {database.pid}) did not stop by itself; "
+            "stopping it ..." in second.lines
+        )
+    finally:
+        code = second.stop()
+    assert code == 0, second.output
+
+
+def gone_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_only_the_database_a_crashed_serve_recorded_counts_as_left_over(tmp_path):
+    data_dir = tmp_path / "cg"
+    with EmbeddedServer(data_dir / "data") as server:
+        assert server.process is not None
+        record_running(data_dir, server.uri, server.process.pid)
+        # serve (this process) still runs: its database is not left over.
+        assert leftover_database(data_dir) is None
+        info = json.loads((data_dir / SERVER_FILE).read_text())
+        (data_dir / SERVER_FILE).write_text(json.dumps({**info, "pid": gone_pid()}))
+        assert leftover_database(data_dir) == server.process.pid
+        # The same process seen from another data dir is not that dir's database.
+        (tmp_path / "other").mkdir()
+        (tmp_path / "other" / SERVER_FILE).write_text((data_dir / SERVER_FILE).read_text())
+        assert leftover_database(tmp_path / "other") is None
+    # Gone, or its number given to another program: nothing to stop.
+    assert leftover_database(data_dir) is None
+    (data_dir / SERVER_FILE).write_text(json.dumps({**info, "pid": gone_pid(), "databasePid": 1}))
+    assert leftover_database(data_dir) is None
+
+
+def test_a_process_that_is_not_the_recorded_database_is_never_stopped(tmp_path):
+    storage = tmp_path / "cg" / "data"
+    with lock_held(storage) as holder:
+        # What a pid reused by another program after a crash would look like.
+        (tmp_path / "cg" / SERVER_FILE).write_text(
+            json.dumps(
+                {"uri": "mongodb://127.0.0.1:1", "pid": gone_pid(), "databasePid": holder.pid}
+            )
+        )
+        leftover = leftover_database(tmp_path / "cg")
+        assert leftover is None
+        with pytest.raises(DatabaseBusy):
+            EmbeddedServer(storage, release_wait=0.5, leftover=leftover).start()
+        assert holder.poll() is None
 
 
 def test_a_start_waits_for_the_previous_process_to_let_go(tmp_path):

@@ -99,7 +99,13 @@ async def bootstrap(database: Database) -> str | None:
 def serve(settings: Settings, workers: int) -> int:
     import uvicorn
 
-    from graph.embedded import EmbeddedServer, forget_running, record_running, running_uri
+    from graph.embedded import (
+        EmbeddedServer,
+        forget_running,
+        leftover_database,
+        record_running,
+        running_uri,
+    )
     from graph.log_setup import configure_logging, logging_config
 
     configure_logging(settings.log_format)
@@ -112,9 +118,14 @@ def serve(settings: Settings, workers: int) -> int:
             _say(f"contactgraph is already running on {settings.data_dir.absolute()}")
             return 1
         announce(f"Starting the embedded database in {settings.data_dir / 'data'} ...")
-        server = EmbeddedServer(settings.data_dir / "data", on_wait=_say).start()
+        server = EmbeddedServer(
+            settings.data_dir / "data",
+            on_wait=_say,
+            leftover=leftover_database(settings.data_dir),
+        ).start()
         settings = replace(settings, mongodb_uri=server.uri)
-        record_running(settings.data_dir, server.uri)
+        assert server.process is not None
+        record_running(settings.data_dir, server.uri, server.process.pid)
     # serve migrates the embedded database it runs itself; on MONGODB_URI that
     # is `contactgraph migrate`'s job, once per deploy, and serve only checks.
     migrate = server is not None or settings.migrate_on_start
