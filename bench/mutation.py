@@ -15,6 +15,10 @@ timeout. The surviving mutants' diffs are written to
 as equivalent in `bench/mutation-equivalents.md` are reported apart and do
 not count against the score.
 
+`--functions NAME ...` runs only the mutants of the module's functions so
+named (a fresh copy all the same): how a long run is finished in parts. The
+score is then over the mutants run ("not_checked" counts the others).
+
 After adding tests for the survivors, `--again` runs only the last run's
 survivors once more, with the focused test files as they are now (the
 module itself must be unchanged since that run; otherwise run it afresh):
@@ -325,6 +329,8 @@ def run_mutants(
         again = found
     else:
         copy_tree(target)
+        stem = module.removesuffix(".py").replace("/", ".")
+        again = [f"{stem}.x_{name}__mutmut_*" for name in args.functions or []]
     write_config(target, module, tests, args)
     with ExitStack() as stack:
         database = os.environ.get("MONGODB_URI")
@@ -378,6 +384,12 @@ def main() -> int:
         help="run the last run's survivors once more, with the focused tests as they are now",
     )
     parser.add_argument(
+        "--functions",
+        nargs="+",
+        metavar="NAME",
+        help="run only the mutants of these top-level functions of the module",
+    )
+    parser.add_argument(
         "--every-test",
         action="store_true",
         help="run every mutant against all the focused tests, not only those that reach it",
@@ -415,7 +427,9 @@ def main() -> int:
     survivors_file = (args.survivors or WORK / f"{target.name}.survivors.diff").absolute()
     survivors_file.write_text("".join(diffs[n] for n in survivors))
 
-    counted = [s for n, s in statuses.items() if n not in equivalent]
+    # Not run at all (a run by --functions, or one stopped part-way): no verdict either way.
+    not_checked = sum(1 for s in statuses.values() if s == "not checked")
+    counted = [s for n, s in statuses.items() if n not in equivalent and s != "not checked"]
     detected = sum(counted.count(s) for s in DETECTED)
     report = {
         "module": module,
@@ -425,6 +439,7 @@ def main() -> int:
         "survived": len(survivors),
         "timeout": counted.count("timeout"),
         "equivalent": len(equivalent),
+        "not_checked": not_checked,
         # Listed as equivalent but killed, or no longer the listed change: update the list.
         "stale_equivalents": sorted(set(listed) - equivalent),
         "other": {s: counted.count(s) for s in sorted(set(counted) - {*DETECTED, "survived"})},

@@ -212,16 +212,6 @@ async def test_every_refusal_of_labels_add_says_what_is_wrong(api, database):
     assert await slots(database) == 0
 
 
-async def test_250_contacts_are_labelled_in_one_call(api, database):
-    ids = await stored_contacts(database, 250)
-
-    payload = (await api.data(ADD, {"ids": ids, "labels": ["All"]}))["labelsAdd"]
-
-    assert payload["userErrors"] == []
-    assert len(payload["contacts"]) == 250
-    assert (await api.data(LABELS))["labels"] == [{"name": "All", "contactCount": 250}]
-
-
 async def test_the_250th_label_of_a_shop_is_made_and_the_251st_refused(api, database):
     (a,) = await stored_contacts(database, 1)
     assert (await api.data(ADD, {"ids": [a], "labels": [f"l{i}" for i in range(249)]}))[

@@ -551,3 +551,20 @@ async def test_a_vanished_label_is_taken_back_in_batches_of_contacts(
     assert sorted(len(ids) for ids in reads) == [50, 100, 100]
     assert {oid for ids in reads for oid in ids} == {d["_id"] for d in docs}
     assert await database.contacts.count_documents({"shopId": SHOP, "labelKeys": "gone"}) == 0
+
+
+async def test_250_contacts_are_labelled_in_one_call(api, database):
+    # Stored directly: the API's own creation of 250 contacts is not what is measured here.
+    docs = [
+        new_contact(SHOP, f"l{i}@example.com", email_key(f"l{i}@example.com"), "LEAD", {}, now())
+        for i in range(250)
+    ]
+    await database.contacts.insert_many(docs)
+    ids = [encode_id("Contact", d["_id"]) for d in docs]
+
+    payload = await add(api, ids, ["All"])
+
+    assert payload["userErrors"] == []
+    assert len(payload["contacts"]) == 250
+    assert await label_list(api) == {"All": 250}
+    await assert_consistent(database)
