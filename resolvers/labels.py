@@ -138,7 +138,15 @@ async def reserve_labels(database: Database, shop_id: str, names: list[str]) -> 
         await asyncio.sleep(0.01)
     at = now()
     docs = [
-        {"shopId": shop_id, "key": k, "name": keys[k], "contactCount": 0, "createdAt": at}
+        {
+            # Named here: after a failed insert, they tell which labels were written.
+            "_id": ObjectId(),
+            "shopId": shop_id,
+            "key": k,
+            "name": keys[k],
+            "contactCount": 0,
+            "createdAt": at,
+        }
         for k in new
     ]
     taken: set[str] = set()
@@ -146,8 +154,12 @@ async def reserve_labels(database: Database, shop_id: str, names: list[str]) -> 
         await database.labels.insert_many(docs, ordered=False)
     except BulkWriteError as error:
         if any(e.get("code") != 11000 for e in error.details.get("writeErrors", [])):
+            await _undo_reservation(created, docs)
             raise
         taken = {docs[e["index"]]["key"] for e in error.details["writeErrors"]}
+    except PyMongoError:
+        await _undo_reservation(created, docs)
+        raise
     created.keys.extend(k for k in new if k not in taken)
     if taken:
         # Created meanwhile by another call: give the slots back, take its spelling.
@@ -155,6 +167,26 @@ async def reserve_labels(database: Database, shop_id: str, names: list[str]) -> 
         for key, doc in (await _existing(database, shop_id, taken)).items():
             created.names[key] = doc["name"]
     return created
+
+
+async def _undo_reservation(created: CreatedLabels, docs: list[Doc]) -> None:
+    """After an insert that failed for another reason than a race: no slot or empty label kept.
+
+    Which labels were written is not known (the reply may be lost after the
+    write): those found are released like any label the call made, the
+    others' slots given back.
+    """
+    database = created.database
+    # The failure of the insert is the one to report; this is tidying after it.
+    with contextlib.suppress(PyMongoError):
+        ids = [doc["_id"] for doc in docs]
+        written = await database.labels.find({"_id": {"$in": ids}}, {"key": 1}).to_list()
+        if len(written) < len(docs):
+            await database.shops.update_one(
+                {"_id": created.shop_id}, {"$inc": {"labelCount": len(written) - len(docs)}}
+            )
+        created.keys.extend(doc["key"] for doc in written)
+        await created.release()
 
 
 async def _worth_waiting(database: Database, shop_id: str, keys: list[str]) -> bool:

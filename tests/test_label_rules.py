@@ -1436,6 +1436,46 @@ async def test_a_failed_insert_of_new_labels_is_not_taken_for_a_race(database, c
 
     with pytest.raises(BulkWriteError):
         await labels.reserve_labels(database, SHOP, ["A", "B"])
+    # Neither was written: both slots are given back.
+    assert await slots_of(database) == 0
+
+
+async def test_labels_written_before_the_insert_failed_are_taken_back_with_their_slots(
+    database, clock, monkeypatch
+):
+    await a_shop(database, Kept=3)
+    real = AsyncCollection.insert_many
+
+    async def reply_lost(self: Any, docs: Any, *args: Any, **kwargs: Any) -> Any:
+        await real(self, docs[:1], *args, **kwargs)
+        raise AutoReconnect("connection closed")
+
+    monkeypatch.setattr(AsyncCollection, "insert_many", reply_lost)
+
+    with pytest.raises(AutoReconnect):
+        await labels.reserve_labels(database, SHOP, ["Kept", "A", "B"])
+
+    assert await shop_labels(database) == {"kept": ("Kept", 3)}
+    assert await slots_of(database) == 1
+
+
+async def test_a_failed_insert_is_reported_even_when_the_tidying_after_it_fails(
+    database, clock, monkeypatch
+):
+    await a_shop(database)
+
+    def unreachable(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise AutoReconnect("connection closed")
+
+    async def refused(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # From here on the database cannot be reached at all.
+        monkeypatch.setattr(AsyncCollection, "find", unreachable)
+        raise OperationFailure("not primary")
+
+    monkeypatch.setattr(AsyncCollection, "insert_many", refused)
+
+    with pytest.raises(OperationFailure, match="not primary"):
+        await labels.reserve_labels(database, SHOP, ["A"])
 
 
 async def test_a_label_deleted_while_it_is_respelled_is_not_found(database, clock, monkeypatch):
