@@ -441,7 +441,9 @@ def main() -> int:
         "equivalent": len(equivalent),
         "not_checked": not_checked,
         # Listed as equivalent but killed, or no longer the listed change: update the list.
-        "stale_equivalents": sorted(set(listed) - equivalent),
+        "stale_equivalents": sorted(
+            n for n in set(listed) - equivalent if statuses.get(n) != "not checked"
+        ),
         "other": {s: counted.count(s) for s in sorted(set(counted) - {*DETECTED, "survived"})},
         "score": round(100 * detected / len(counted), 1) if counted else None,
         "every_test_for": "every mutant" if args.every_test else widened,

@@ -198,7 +198,7 @@ def test_a_bad_file_carries_its_problems_and_says_them_all() -> None:
 
 
 def test_the_header_maps_every_known_column_in_any_case_and_spacing_to_its_position() -> None:
-    assert imports._header(["\ufeff eMail ", "FIRST NAME", "labels", "Shipping Address"]) == {
+    assert imports._header(["\ufeffeMail ", " FIRST NAME", "labels", "Shipping Address"]) == {
         "Email": 0,
         "First Name": 1,
         "Labels": 2,
@@ -605,6 +605,24 @@ def test_only_a_state_other_than_not_subscribed_is_recorded() -> None:
         "SUBSCRIBED",
         "UNSUBSCRIBED",
     ]
+
+
+def test_a_new_lead_and_its_log_carry_one_instant_while_the_clock_moves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ticks = iter(range(100))
+
+    def moving() -> dt.datetime:
+        return NOW + dt.timedelta(seconds=next(ticks))
+
+    for module in (imports, activity, contacts):
+        monkeypatch.setattr(module, "now", moving)
+    row_ = ImportRow(2, "ann@example.com", "ann@example.com", {}, [], "SUBSCRIBED")
+
+    doc = imports._new_doc(SHOP, row_, "Importer")
+
+    instants = {doc["createdAt"], doc["updatedAt"], doc["consent"]["at"]}
+    assert instants | {entry["at"] for entry in doc["activity"]} == {NOW}
 
 
 def test_a_new_lead_logs_its_creation_and_its_consent_newest_first() -> None:
