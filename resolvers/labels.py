@@ -49,7 +49,7 @@ _LABEL_FIELDS = {"labels": 1, "labelKeys": 1, "activityEmbedded": 1}
 
 def normalize_label(check: Checker, field_path: Field, raw: str) -> str | None:
     """Trimmed, inner whitespace collapsed, 1..100 characters, no control characters."""
-    if _CONTROL.search(raw.replace(" ", "")):
+    if _CONTROL.search(raw):
         check.add(field_path, "A label must not contain control characters.", "INVALID")
         return None
     name = " ".join(raw.split())
@@ -602,8 +602,8 @@ async def label_contacts(
 
 
 def _merge(total: Outcome, part: Outcome) -> None:
+    # Not the count deltas: each batch has moved its own counts.
     total.modified.extend(part.modified)
-    total.deltas.update(part.deltas)
     for key, ids in part.added.items():
         total.added.setdefault(key, []).extend(ids)
 

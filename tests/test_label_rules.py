@@ -683,6 +683,41 @@ async def test_a_change_writes_the_labels_the_log_the_event_and_the_counts(datab
     }
 
 
+async def test_a_change_stamps_the_contact_and_files_its_event_under_the_shop(database, clock):
+    await a_shop(database, New=0)
+    earlier = AT - dt.timedelta(days=3)
+    ann = new_contact(SHOP, "ann@example.com", "ann@example.com", "LEAD", {}, earlier)
+    await database.contacts.insert_one(ann)
+
+    await labels.change_labels(
+        database, SHOP, [read(ann)], labels.add_remove_plan({"new": "New"}, set()), AUTHOR
+    )
+
+    stored = await database.contacts.find_one({"_id": ann["_id"]})
+    assert (stored["createdAt"], stored["updatedAt"]) == (earlier, AT)
+    assert set(stored) == set(ann) | {"activity", "activityCount", "activityEmbedded"}
+    event = await database.events.find_one({"type": "LABELS_CHANGED"})
+    assert (event["shopId"], event["contactId"]) == (SHOP, ann["_id"])
+
+
+async def test_a_change_that_leaves_the_log_under_its_bound_starts_no_spill(
+    database, clock, commands
+):
+    await a_shop(database, New=0)
+    # Two short of the bound: the change's own entry leaves it one short.
+    ann = await a_contact(database, entries=activity.SPILL_AT - 2)
+    commands.reset()
+
+    await labels.change_labels(
+        database, SHOP, [read(ann)], labels.add_remove_plan({"new": "New"}, set()), AUTHOR
+    )
+
+    assert "aggregate" not in commands.on("contacts")
+    assert await database.activity_archive.count_documents({}) == 0
+    stored = await database.contacts.find_one({"_id": ann["_id"]})
+    assert stored["activityEmbedded"] == activity.SPILL_AT - 1
+
+
 async def test_a_change_without_an_author_logs_none(database, clock):
     await a_shop(database, New=0)
     ann = await a_contact(database)
@@ -1423,6 +1458,18 @@ async def test_a_delete_racing_another_delete_gives_the_slot_back_once(
     assert await labels_of(database, ann) == ([], [])
     assert await labels_of(database, late) == ([], [])
     assert await label_log(database, late) == [("Labels removed: VIP", AUTHOR)]
+
+
+async def test_a_call_that_only_adds_looks_up_no_labels_to_remove(database, clock, commands):
+    await a_shop(database, VIP=0)
+    ann = await a_contact(database)
+    commands.reset()
+
+    await labels.label_contacts(database, SHOP, [read(ann)], None, ["vip", "New"], [], AUTHOR)
+
+    # The look before the new label is made, its insert, the counts, the look whether it lasted.
+    assert commands.on("labels") == ["find", "insert", "update", "find"]
+    assert await labels_of(database, ann) == (["VIP", "New"], ["vip", "new"])
 
 
 async def test_a_failed_insert_of_new_labels_is_not_taken_for_a_race(database, clock, monkeypatch):
