@@ -70,6 +70,9 @@ async def new_connections_refused(url: str) -> bool:
                 await fresh.get("/healthz")
         except httpx.ConnectError:
             return True
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            # Caught in the listening socket's queue as it closed: reset, never served.
+            return True
         await asyncio.sleep(0.05)
     return False
 
